@@ -1,0 +1,1 @@
+"""Drift monitoring: reference profiles, divergence statistics and the drift worker."""

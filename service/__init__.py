@@ -1,0 +1,1 @@
+"""Inference API: FastAPI app, model store and Prometheus metrics."""
