@@ -1,0 +1,99 @@
+"""The routes of the inference API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from threadpoolctl import threadpool_info
+
+from service.metrics import ServiceMetrics
+from service.model_store import ModelStore
+from service.request_body import InputRejected, parse_body, read_json_body
+from service.schemas import FEATURE_NAMES, BatchPredictResponse, BatchRequest, ErrorBody, HousingFeatures, PredictResponse
+from service.settings import Settings
+
+USD_PER_TARGET_UNIT = 100_000.0
+
+router = APIRouter()
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> ModelStore:
+    return request.app.state.store
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+
+
+def _json_body(schema: type) -> dict[str, Any]:
+    """OpenAPI for a body the route reads itself (to bound its size and map every error)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema.model_json_schema(
+        ref_template="#/components/schemas/{model}")}}}}
+
+
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 413, 415, 422, 503)}
+
+
+def _rows(records: list[HousingFeatures]) -> np.ndarray:
+    return np.array([[getattr(r, name) for name in FEATURE_NAMES] for r in records], dtype=float)
+
+
+@router.post("/predict", response_model=PredictResponse, responses=_ERRORS, openapi_extra=_json_body(HousingFeatures))
+async def predict(request: Request, settings: SettingsDep, store: StoreDep) -> PredictResponse:
+    record = parse_body(HousingFeatures, await read_json_body(request, settings.max_body_bytes))
+    result = store.predict(_rows([record]))
+    request.state.model_version = result.version
+    value = float(result.values[0])
+    return PredictResponse(prediction=value, predicted_price_usd=value * USD_PER_TARGET_UNIT,
+                           model_version=result.version)
+
+
+@router.post("/predict/batch", response_model=BatchPredictResponse, responses=_ERRORS,
+             openapi_extra=_json_body(BatchRequest))
+async def predict_batch(request: Request, settings: SettingsDep, store: StoreDep) -> BatchPredictResponse:
+    batch = parse_body(BatchRequest, await read_json_body(request, settings.max_body_bytes))
+    if len(batch.instances) > settings.max_batch_rows:
+        raise InputRejected(422, "batch_size", f"a batch holds at most {settings.max_batch_rows} instances, "
+                                               f"this one has {len(batch.instances)}")
+    result = store.predict(_rows(batch.instances))
+    request.state.model_version = result.version
+    return BatchPredictResponse(predictions=result.values.tolist(), model_version=result.version)
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("/health/ready", responses={503: {"model": ErrorBody}})
+async def ready(store: StoreDep) -> Any:
+    if store.current is None:
+        return JSONResponse(status_code=503, content=ErrorBody(
+            error="model_not_ready", message=store.error or "no model loaded").model_dump())
+    return {"status": "ready", "model_version": store.current.version}
+
+
+@router.get("/model", responses={503: {"model": ErrorBody}})
+async def model_metadata(store: StoreDep) -> Any:
+    if store.current is None:
+        return JSONResponse(status_code=503, content=ErrorBody(
+            error="model_not_ready", message=store.error or "no model loaded").model_dump())
+    threads = [{"api": pool["internal_api"], "threads": pool["num_threads"]} for pool in threadpool_info()]
+    return {**store.current.metadata, "runtime": {"threadpools": threads}}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(get_metrics(request).registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,50 @@
+"""Done-when of the serving issue: 1,000 held-out rows replayed through the real API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.metrics import r2_score
+
+import simulate
+from service.schemas import FEATURE_NAMES
+from tests.metrics_text import scrape, series, value
+
+ROWS = 1000
+
+
+def test_replay_of_held_out_rows(api_url: str, model_store: Path, housing) -> None:
+    plan = simulate.build_replay(housing, "normal", ROWS, seed=7)
+    before = scrape(api_url)
+    summary = asyncio.run(simulate.replay(api_url, plan.features, concurrency=8))
+    after = scrape(api_url)
+
+    assert summary.ok == ROWS and summary.errors == {}
+    model = joblib.load(model_store / "v-test" / "model.joblib")
+    offline_r2 = r2_score(plan.target, model.predict(plan.features))
+    served_r2 = r2_score(plan.target, summary.predictions)
+    assert abs(served_r2 - offline_r2) <= 1e-9
+    assert served_r2 >= 0.80
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("model_predictions_total", model_version="v-test") == ROWS
+    assert delta("http_request_duration_seconds_count", handler="/predict", method="POST") == ROWS
+    assert delta("http_requests_total", handler="/predict", method="POST", status="200") == ROWS
+    reference = json.loads((model_store / "v-test" / "bundle.json").read_text())["reference"]
+    for j, feature in enumerate(FEATURE_NAMES):
+        assert delta("model_feature_value_count", feature=feature, model_version="v-test") == ROWS
+        assert np.isclose(delta("model_feature_value_sum", feature=feature, model_version="v-test"),
+                          plan.features[:, j].sum(), rtol=1e-9)
+        buckets = series(after, "model_feature_value_bucket", feature=feature, model_version="v-test")
+        bounds = sorted(float(dict(labels)["le"]) for labels in buckets)
+        assert bounds[:-1] == reference["features"][feature]["edges"]
+        assert bounds[-1] == float("inf")
+    prediction_buckets = series(after, "model_prediction_value_bucket", model_version="v-test")
+    assert sorted(float(dict(l)["le"]) for l in prediction_buckets)[:-1] == reference["prediction"]["edges"]
+    assert delta("model_prediction_value_count", model_version="v-test") == ROWS
