@@ -20,12 +20,14 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import numpy as np
 from sklearn.metrics import r2_score
 
 import train
+from service import bundle
 from service.schemas import FEATURE_NAMES
 
 SCENARIOS = ("normal", "drift", "out-of-range")
@@ -135,11 +137,24 @@ async def replay(url: str, features: np.ndarray, *, batch_size: int = 1, rate: f
     return summary
 
 
+def default_data_path(model_dir: Path) -> str | None:
+    """$HOUSING_DATA, else the file the served model was trained on (so the held-out rows are
+    the ones it never saw), else None: fetch with scikit-learn."""
+    if os.environ.get("HOUSING_DATA"):
+        return os.environ["HOUSING_DATA"]
+    try:
+        source = bundle.read_metadata(model_dir, bundle.current_version(model_dir))["data"]["source"]
+    except (bundle.BundleError, KeyError, TypeError):
+        return None
+    return source if Path(source).is_file() else None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=os.environ.get("API_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--data", default=os.environ.get("HOUSING_DATA") or None,
-                        help="path to cal_housing.data (default: $HOUSING_DATA, else fetch)")
+    parser.add_argument("--data", default=None, help="path to cal_housing.data (default: $HOUSING_DATA, else "
+                        "the file the model in --model-dir was trained on, else fetch)")
+    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "models")))
     parser.add_argument("--scenario", choices=SCENARIOS, default="normal")
     parser.add_argument("--region", choices=["south"], default=None, help="drift only: a geographic subset")
     parser.add_argument("--rows", type=int, default=1000, help="rows to send (held-out rows, cycled if more)")
@@ -158,7 +173,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = build_replay(train.load_housing(args.data), args.scenario, args.rows, args.seed, args.region)
+    plan = build_replay(train.load_housing(args.data or default_data_path(args.model_dir)), args.scenario, args.rows, args.seed, args.region)
     summary = asyncio.run(replay(args.url, plan.features, batch_size=args.batch_size, rate=args.rate,
                                  duration=args.duration, concurrency=args.concurrency))
     answered = ~np.isnan(summary.predictions)

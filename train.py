@@ -80,7 +80,7 @@ def load_housing(path: str | Path | None) -> HousingData:
     if raw.shape[1] != RAW_COLUMNS:
         raise ValueError(f"{path}: expected {RAW_COLUMNS} columns, found {raw.shape[1]}")
     features, target = derive_features(raw)
-    return HousingData(features, target, str(path), hashlib.sha256(content).hexdigest())
+    return HousingData(features, target, str(path.resolve()), hashlib.sha256(content).hexdigest())
 
 
 def split_holdout(data: HousingData) -> Split:

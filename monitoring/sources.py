@@ -1,0 +1,185 @@
+"""Where the worker gets live bin counts over its window.
+
+Both sources read the API's cumulative ``le`` buckets of ``model_feature_value`` and
+``model_prediction_value`` and turn them into per-bin counts of the window:
+
+* :class:`PrometheusSource` asks Prometheus for ``increase()`` over the window, summed over every
+  API replica; Prometheus already handles counter resets and restarts.
+* :class:`ScrapeSource` reads one API's ``/metrics`` and keeps timestamped snapshots of the
+  cumulative counts. A series whose counts go down (the API restarted) starts again from zero
+  instead of producing negative counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+log = logging.getLogger(__name__)
+
+FEATURE_FAMILY = "model_feature_value"
+PREDICTION_FAMILY = "model_prediction_value"
+PREDICTION = "__prediction__"
+
+
+class SourceError(Exception):
+    """The source could not be reached or answered something unusable."""
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Upper bounds (without +Inf) and the count of each of the ``len(edges) + 1`` bins."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+
+
+@dataclass
+class WindowCounts:
+    """Live per-bin counts in the window: ``{model_version: {feature or PREDICTION: Histogram}}``."""
+
+    versions: dict[str, dict[str, Histogram]] = field(default_factory=dict)
+
+
+# (version, series) -> {le: cumulative count}
+Cumulative = dict[tuple[str, str], dict[float, float]]
+
+
+def histogram_from_cumulative(buckets: dict[float, float]) -> Histogram:
+    """Per-bin counts from cumulative ``le`` buckets; ``+Inf`` must be present."""
+    bounds = sorted(buckets)
+    if not bounds or bounds[-1] != math.inf:
+        raise SourceError("a histogram without its +Inf bucket")
+    cumulative = np.array([buckets[b] for b in bounds], dtype=float)
+    if not np.all(np.isfinite(cumulative)) or np.any(cumulative < 0):
+        raise SourceError("a histogram with negative or non-finite bucket counts")
+    # increase() extrapolates each bucket series separately, so cumulative counts of a window can
+    # dip by a rounding amount; a dip is no negative count.
+    counts = np.maximum(np.diff(cumulative, prepend=0.0), 0.0)
+    return Histogram(edges=np.array(bounds[:-1]), counts=counts)
+
+
+def _add(cumulative: Cumulative, family: str, labels: dict[str, str], count: float) -> None:
+    try:
+        version = labels["model_version"]
+        series = labels["feature"] if family == FEATURE_FAMILY else PREDICTION
+        le = float(labels["le"])
+    except (KeyError, ValueError) as exc:
+        raise SourceError(f"{family} bucket without a usable label: {exc}") from exc
+    cumulative.setdefault((version, series), {})[le] = count
+
+
+def window_from_cumulative(cumulative: Cumulative) -> WindowCounts:
+    window = WindowCounts()
+    for (version, series), buckets in cumulative.items():
+        window.versions.setdefault(version, {})[series] = histogram_from_cumulative(buckets)
+    return window
+
+
+class Source(Protocol):
+    name: str
+
+    def fetch(self, now: float) -> WindowCounts: ...
+
+
+class PrometheusSource:
+    """``sum by (feature, le, model_version) (increase(<family>_bucket[W]))`` for both families."""
+
+    name = "prometheus"
+
+    def __init__(self, url: str, window_seconds: float, timeout: float) -> None:
+        self.url = url.rstrip("/") + "/api/v1/query"
+        self.window = f"{int(round(window_seconds))}s"
+        self.timeout = timeout
+
+    def query(self, family: str, now: float) -> list[dict]:
+        by = "feature, le, model_version" if family == FEATURE_FAMILY else "le, model_version"
+        promql = f"sum by ({by}) (increase({family}_bucket[{self.window}]))"
+        try:
+            answer = httpx.get(self.url, params={"query": promql, "time": f"{now:.3f}"}, timeout=self.timeout)
+            body = answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SourceError(f"Prometheus query failed: {type(exc).__name__}: {exc}") from exc
+        if answer.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
+            raise SourceError(f"Prometheus answered HTTP {answer.status_code}: {str(body)[:200]}")
+        data = body.get("data")
+        if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+            raise SourceError("Prometheus answered something other than an instant vector")
+        return data["result"]
+
+    def fetch(self, now: float) -> WindowCounts:
+        cumulative: Cumulative = {}
+        for family in (FEATURE_FAMILY, PREDICTION_FAMILY):
+            for item in self.query(family, now):
+                try:
+                    labels, count = item["metric"], float(item["value"][1])
+                except (KeyError, IndexError, TypeError, ValueError) as exc:
+                    raise SourceError(f"malformed sample in Prometheus' answer: {exc!r}") from exc
+                _add(cumulative, family, labels, count)
+        return window_from_cumulative(cumulative)
+
+
+class ScrapeSource:
+    """Windowed counts from snapshots of one API's ``/metrics``."""
+
+    name = "scrape"
+
+    def __init__(self, url: str, window_seconds: float, timeout: float) -> None:
+        self.url = url
+        self.window_seconds = window_seconds
+        self.timeout = timeout
+        self._snapshots: deque[tuple[float, Cumulative]] = deque()
+
+    def scrape(self) -> Cumulative:
+        try:
+            answer = httpx.get(self.url, timeout=self.timeout)
+            answer.raise_for_status()
+            families = list(text_string_to_metric_families(answer.text))
+        except (httpx.HTTPError, ValueError, TypeError) as exc:
+            raise SourceError(f"scraping {self.url} failed: {type(exc).__name__}: {exc}") from exc
+        cumulative: Cumulative = {}
+        for family in families:
+            if family.name in (FEATURE_FAMILY, PREDICTION_FAMILY):
+                for sample in family.samples:
+                    if sample.name == family.name + "_bucket":
+                        _add(cumulative, family.name, sample.labels, float(sample.value))
+        return cumulative
+
+    def fetch(self, now: float) -> WindowCounts:
+        current = self.scrape()
+        if self._snapshots:
+            self._restart_reset_series(current)
+        self._snapshots.append((now, current))
+        while len(self._snapshots) > 1 and self._snapshots[1][0] <= now - self.window_seconds:
+            self._snapshots.popleft()
+        baseline = self._snapshots[0][1]
+        difference: Cumulative = {}
+        for key, buckets in current.items():
+            before = baseline.get(key, {})
+            difference[key] = {le: count - before.get(le, 0.0) for le, count in buckets.items()}
+        return window_from_cumulative(difference)
+
+    def _restart_reset_series(self, current: Cumulative) -> None:
+        """A series whose cumulative counts went down restarted from zero: so do its baselines."""
+        latest = self._snapshots[-1][1]
+        for key, buckets in current.items():
+            previous = latest.get(key)
+            if previous and (previous.keys() != buckets.keys()
+                             or any(buckets[le] < previous[le] for le in buckets)):
+                log.warning("counter reset: starting a new baseline", extra={"series": "/".join(key)})
+                for _, snapshot in self._snapshots:
+                    snapshot.pop(key, None)
+
+
+def build_source(kind: str, *, prometheus_url: str, scrape_url: str, window_seconds: float,
+                 timeout: float) -> Source:
+    if kind == "prometheus":
+        return PrometheusSource(prometheus_url, window_seconds, timeout)
+    return ScrapeSource(scrape_url, window_seconds, timeout)
