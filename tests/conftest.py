@@ -47,3 +47,11 @@ def api_url(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     url = f"http://127.0.0.1:{port}"
     with running(api_command(), env=env, log=log, ready_url=f"{url}/health/ready"):
         yield url
+
+
+@pytest.fixture(scope="session")
+def holdout_replay(housing: train.HousingData):
+    """Builds simulate.py's replays of held-out rows (normal or shifted)."""
+    import simulate
+
+    return lambda scenario, rows, seed=0: simulate.build_replay(housing, scenario, rows, seed)
