@@ -1,46 +1,78 @@
-"""``make run``: the API and the drift worker as local processes until Ctrl-C."""
+"""``make run``: the API, the drift worker and, when a ``prometheus`` binary is on the PATH,
+Prometheus with the shipped alert rules, as local processes until Ctrl-C.
+
+With Prometheus the worker uses the ``prometheus`` source (as in the compose stack); without
+it the worker reads the API's /metrics directly (the ``scrape`` source).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-API_PORT = 8000
-WORKER_PORT = 8001
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monitoring.prometheus_config import write_local_config  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--run-dir", type=Path, default=REPO / ".run", help="Prometheus config and data")
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--worker-port", type=int, default=8001)
+    parser.add_argument("--prometheus-port", type=int, default=9090)
+    parser.add_argument("--no-prometheus", action="store_true", help="even when a prometheus binary is there")
     return parser.parse_args()
 
 
-def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+def start(name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     print(f"starting {name}: {' '.join(args)}", flush=True)
-    return subprocess.Popen(args, env={**os.environ, **env})
+    return subprocess.Popen(args, cwd=REPO, env={**os.environ, **(env or {})})
+
+
+def start_prometheus(binary: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    config = write_local_config(args.run_dir / "prometheus", {
+        "api": [f"127.0.0.1:{args.api_port}"],
+        "drift-worker": [f"127.0.0.1:{args.worker_port}"],
+        "prometheus": [f"127.0.0.1:{args.prometheus_port}"],
+    })
+    process = start("prometheus", [binary, f"--config.file={config}",
+                                   f"--storage.tsdb.path={args.run_dir / 'prometheus' / 'data'}",
+                                   f"--web.listen-address=127.0.0.1:{args.prometheus_port}"])
+    return process, f"http://127.0.0.1:{args.prometheus_port}"
 
 
 def main() -> int:
     args = parse_args()
-    api_url = f"http://{args.host}:{API_PORT}"
-    worker_url = f"http://{args.host}:{WORKER_PORT}"
-    processes = {
-        "api": start("api", [sys.executable, "-m", "service"], {
-            "API_MODEL_DIR": str(args.model_dir), "API_HOST": args.host, "API_PORT": str(API_PORT)}),
-        "drift worker": start("drift worker", [sys.executable, "-m", "monitoring.worker"], {
-            "DRIFT_MODEL_DIR": str(args.model_dir), "DRIFT_HOST": args.host, "DRIFT_PORT": str(WORKER_PORT),
-            "DRIFT_SOURCE": "scrape", "DRIFT_SCRAPE_URL": f"{api_url}/metrics"}),
-    }
+    api_url = f"http://127.0.0.1:{args.api_port}"
+    worker_url = f"http://127.0.0.1:{args.worker_port}"
+    processes = {"api": start("api", [sys.executable, "-m", "service"], {
+        "API_MODEL_DIR": str(args.model_dir), "API_HOST": "127.0.0.1", "API_PORT": str(args.api_port)})}
+    worker_env = {"DRIFT_MODEL_DIR": str(args.model_dir), "DRIFT_HOST": "127.0.0.1",
+                  "DRIFT_PORT": str(args.worker_port),
+                  "DRIFT_INTERVAL_SECONDS": os.environ.get("DRIFT_INTERVAL_SECONDS", "10")}
+    binary = None if args.no_prometheus else shutil.which("prometheus")
+    if binary:
+        processes["prometheus"], prometheus_url = start_prometheus(binary, args)
+        worker_env.update(DRIFT_SOURCE="prometheus", DRIFT_PROMETHEUS_URL=prometheus_url)
+        where_prometheus = f"Prometheus   {prometheus_url}/alerts   (drift source: prometheus)"
+    else:
+        worker_env.update(DRIFT_SOURCE="scrape", DRIFT_SCRAPE_URL=f"{api_url}/metrics")
+        where_prometheus = "Prometheus   not started (no prometheus binary; apt-get install prometheus); drift source: scrape"
+    processes["drift worker"] = start("drift worker", [sys.executable, "-m", "monitoring.worker"], worker_env)
     print(f"""
-API          {api_url}/docs   (predict: POST {api_url}/predict)
+API          {api_url}/docs   (POST {api_url}/predict)
 API metrics  {api_url}/metrics
 drift        {worker_url}/drift   (worker metrics: {worker_url}/metrics)
+{where_prometheus}
 Send traffic from another shell:  .venv/bin/python simulate.py --scenario drift --rows 2000
 Ctrl-C stops everything.
 """, flush=True)
@@ -48,8 +80,8 @@ Ctrl-C stops everything.
     try:
         while all(p.poll() is None for p in processes.values()):
             time.sleep(0.5)
-        failed = [name for name, p in processes.items() if p.poll() is not None]
-        print(f"stopped: {', '.join(failed)} exited", file=sys.stderr)
+        exited = [name for name, p in processes.items() if p.poll() is not None]
+        print(f"stopping: {', '.join(exited)} exited", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
