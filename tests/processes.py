@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -38,6 +40,17 @@ def wait_for(url: str, *, timeout: float = 60.0, status: int = 200, process: sub
             last = type(exc).__name__
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer {status} within {timeout} s (last: {last})")
+
+
+def until(check: Callable[[], T], timeout: float, what: str, pause: float = 0.2) -> T:
+    """Poll ``check`` until it returns something truthy, which is returned; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(pause)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @contextlib.contextmanager

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,17 +14,12 @@ import pytest
 import simulate
 from service.schemas import FEATURE_NAMES
 from tests.metrics_text import scrape, series, value
-from tests.processes import api_command, free_port, running, stop, worker_command
+from tests.processes import api_command, free_port, running, until, worker_command
+from tests.reference_stats import reference_kl
 
 WINDOW_SECONDS = 8.0
 VERSION = "v-test"
 
-
-def independent_kl(live: np.ndarray, reference: np.ndarray, a: float = 0.5) -> float:
-    live, reference = np.asarray(live, float), np.asarray(reference, float)
-    p = (live + a) / (live.sum() + a * live.size)
-    q = (reference + a) / (reference.sum() + a * reference.size)
-    return float(np.sum(p * np.log(p / q)))
 
 
 def bin_counts_from_api(samples, feature: str) -> np.ndarray:
@@ -33,15 +27,6 @@ def bin_counts_from_api(samples, feature: str) -> np.ndarray:
     cumulative = [v for _, v in sorted(((float(dict(l)["le"]), v) for l, v in buckets.items()))]
     return np.diff(cumulative, prepend=0.0)
 
-
-def until(check: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Stack:
@@ -112,12 +97,12 @@ def test_normal_traffic_is_quiet_and_drifted_traffic_flags_medinc(stack: Stack, 
         reference = stack.drift()["versions"][VERSION]["features"]
         worker_metrics = until(lambda: (m := scrape(stack.worker_url)) and value(
             m, "drift_window_samples", model_version=VERSION) == 1000 and m, 10, "the worker's metrics")
-        bundle = __import__("json").loads((stack.model_store / VERSION / "bundle.json").read_text())["reference"]
+        bundle = json.loads((stack.model_store / VERSION / "bundle.json").read_text())["reference"]
         for feature in FEATURE_NAMES:
             live = bin_counts_from_api(after, feature) - bin_counts_from_api(before, feature)
             assert live.sum() == 1000
             np.testing.assert_array_equal(reference[feature]["live_counts"], live)
-            expected = independent_kl(live, np.array(bundle["features"][feature]["counts"]))
+            expected = reference_kl(live, np.array(bundle["features"][feature]["counts"]))
             assert value(worker_metrics, "drift_kl_divergence", feature=feature, model_version=VERSION) == \
                 pytest.approx(expected, abs=1e-9)
 

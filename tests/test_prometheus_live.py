@@ -7,9 +7,10 @@ rewritten to this test's loopback ports, a 1 s scrape interval and 2 s ``for:`` 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,9 @@ import simulate
 from monitoring.prometheus_config import write_local_config
 from service.schemas import FEATURE_NAMES
 from tests.dashboards import dashboard_queries, metric_names, render
-from tests.metrics_text import scrape, series
-from tests.processes import api_command, free_port, running, worker_command
+from tests.metrics_text import scrape
+from tests.processes import api_command, free_port, running, until, worker_command
+from tests.reference_stats import reference_kl
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +33,6 @@ WINDOW_SECONDS = 600
 VERSION = "v-test"
 DRIFT_ALERTS = {"FeatureDrift", "FeatureDriftSevere", "PredictionDrift"}
 
-
-def until(check: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @dataclass
@@ -139,19 +132,12 @@ def increase_bounds_kl(per_replica: list[np.ndarray], reference: np.ndarray, max
     for f1 in np.linspace(1.0, max_factor, 9):
         for f2 in np.linspace(1.0, max_factor, 9):
             live_counts = f1 * per_replica[0] + f2 * per_replica[1]
-            values.append(independent_kl(live_counts, reference))
+            values.append(reference_kl(live_counts, reference))
     return min(values), max(values)
 
 
-def independent_kl(live: np.ndarray, reference: np.ndarray, a: float = 0.5) -> float:
-    p = (live + a) / (live.sum() + a * live.size)
-    q = (reference + a) / (reference.sum() + a * reference.size)
-    return float(np.sum(p * np.log(p / q)))
-
 
 def test_normal_traffic_split_over_two_replicas(live: LiveStack, model_store: Path, holdout_replay) -> None:
-    import json
-
     live.send_halves(holdout_replay("normal", 1200, seed=11).features)
     evaluation = live.settled_evaluation(1200)
     version = evaluation["versions"][VERSION]
@@ -165,7 +151,7 @@ def test_normal_traffic_split_over_two_replicas(live: LiveStack, model_store: Pa
         per_replica = [np.bincount(np.searchsorted(edges, np.concatenate(rows)[:, j], side="left"),
                                    minlength=edges.size + 1) for rows in live.sent]
         low, high = increase_bounds_kl(per_replica, np.array(reference[feature]["counts"]), max_factor)
-        union = independent_kl(per_replica[0] + per_replica[1], np.array(reference[feature]["counts"]))
+        union = reference_kl(per_replica[0] + per_replica[1], np.array(reference[feature]["counts"]))
         assert low - 1e-12 <= version["features"][feature]["kl"] <= high + 1e-12, (feature, union, low, high)
         assert low - 1e-12 <= union <= high + 1e-12
 
