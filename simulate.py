@@ -2,7 +2,7 @@
 
     python simulate.py --rows 1000                      # normal traffic, as fast as it goes
     python simulate.py --scenario drift --rows 2000     # incomes inflated by 25 %
-    python simulate.py --duration 60 --rate 50          # 50 rows/s for a minute
+    python simulate.py --duration 60 --rate 50          # 50 rows/s for a minute (3,000 rows)
     python simulate.py --rows 5000 --batch-size 100     # through /predict/batch
 
 Scenarios (each reproducible with --seed):
@@ -63,13 +63,16 @@ class Replay:
     target: np.ndarray
 
 
-def build_replay(data: train.HousingData, scenario: str, rows: int, seed: int, region: str | None = None) -> Replay:
+def build_replay(data: train.HousingData, scenario: str, rows: int | None, seed: int,
+                 region: str | None = None) -> Replay:
+    """``rows`` held-out rows in a seeded order, cycled if more are asked (None: each once)."""
     split = train.split_holdout(data)
     rng = np.random.default_rng(seed)
     x_test, y_test = split.x_test, split.y_test
     if region == "south":
         keep = x_test[:, FEATURE_NAMES.index("Latitude")] < SOUTH_OF_LATITUDE
         x_test, y_test = x_test[keep], y_test[keep]
+    rows = len(x_test) if rows is None else rows
     order = np.concatenate([rng.permutation(len(x_test)) for _ in range(-(-rows // len(x_test)))])[:rows]
     features = apply_scenario(x_test[order], scenario, rng, training_max=split.x_train.max(axis=0))
     return Replay(features, y_test[order])
@@ -94,45 +97,52 @@ def _payload(rows: np.ndarray, batched: bool) -> dict:
     return {"instances": records} if batched else records[0]
 
 
-async def replay(url: str, features: np.ndarray, *, batch_size: int = 1, rate: float = 0.0,
-                 duration: float | None = None, concurrency: int = 8, timeout: float = 10.0) -> Summary:
-    """Send ``features`` (one request per row, or batches of ``batch_size`` to /predict/batch).
+async def replay(url: str, features: np.ndarray, *, rows: int | None = None, batch_size: int = 1,
+                 rate: float = 0.0, duration: float | None = None, concurrency: int = 8,
+                 timeout: float = 10.0) -> Summary:
+    """Send ``rows`` rows of ``features``, cycling through them (default: each row once, or as
+    many as fit in ``duration``), one per request or ``batch_size`` per /predict/batch request.
 
-    ``rate`` caps rows per second (0: as fast as the API answers); ``duration`` stops early.
+    ``rate`` caps rows per second (0: as fast as the API answers); ``duration`` stops sending
+    after that many seconds. ``Summary.predictions[i]`` is the answer for ``features[i]``.
     """
     summary = Summary(predictions=np.full(len(features), np.nan))
+    limit = rows if rows is not None else (None if duration is not None else len(features))
     batched = batch_size > 1
     endpoint = url.rstrip("/") + ("/predict/batch" if batched else "/predict")
-    starts = range(0, len(features), batch_size)
-    semaphore = asyncio.Semaphore(concurrency)
+    next_start = 0
     began = time.monotonic()
 
-    async def send(client: httpx.AsyncClient, start: int) -> None:
-        if rate > 0:
-            await asyncio.sleep(max(0.0, began + start / rate - time.monotonic()))
-        if duration is not None and time.monotonic() - began >= duration:
-            return
-        rows = features[start:start + batch_size]
-        async with semaphore:
+    async def sender(client: httpx.AsyncClient) -> None:
+        nonlocal next_start
+        while limit is None or next_start < limit:
+            start = next_start
+            size = batch_size if limit is None else min(batch_size, limit - start)
+            next_start += size
+            if rate > 0:
+                await asyncio.sleep(max(0.0, began + start / rate - time.monotonic()))
+            if duration is not None and time.monotonic() - began >= duration:
+                return
+            index = np.arange(start, start + size) % len(features)
             sent = time.monotonic()
             try:
-                answer = await client.post(endpoint, json=_payload(rows, batched))
+                answer = await client.post(endpoint, json=_payload(features[index], batched))
                 status = str(answer.status_code)
             except httpx.HTTPError as exc:
                 answer, status = None, type(exc).__name__
             summary.latencies.append(time.monotonic() - sent)
-        summary.requests += 1
-        summary.rows_sent += len(rows)
-        if answer is not None and answer.status_code == 200:
-            summary.ok += 1
-            body = answer.json()
-            summary.predictions[start:start + len(rows)] = body["predictions"] if batched else [body["prediction"]]
-        else:
-            summary.errors[status] = summary.errors.get(status, 0) + 1
+            summary.requests += 1
+            summary.rows_sent += size
+            if answer is not None and answer.status_code == 200:
+                summary.ok += 1
+                body = answer.json()
+                summary.predictions[index] = body["predictions"] if batched else [body["prediction"]]
+            else:
+                summary.errors[status] = summary.errors.get(status, 0) + 1
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        await asyncio.gather(*(send(client, start) for start in starts))
+        await asyncio.gather(*(sender(client) for _ in range(concurrency)))
     summary.elapsed = time.monotonic() - began
     return summary
 
@@ -157,15 +167,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR", "models")))
     parser.add_argument("--scenario", choices=SCENARIOS, default="normal")
     parser.add_argument("--region", choices=["south"], default=None, help="drift only: a geographic subset")
-    parser.add_argument("--rows", type=int, default=1000, help="rows to send (held-out rows, cycled if more)")
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="rows to send, held-out rows cycled if more (default 1000, or unlimited with --duration)")
+    parser.add_argument("--duration", type=float, default=None, help="stop sending after this many seconds")
     parser.add_argument("--rate", type=float, default=0.0, help="rows per second (default: as fast as possible)")
     parser.add_argument("--batch-size", type=int, default=1, help=">1 sends batches to /predict/batch")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.rows < 1 or args.batch_size < 1 or args.concurrency < 1 or args.rate < 0:
-        parser.error("--rows, --batch-size and --concurrency must be positive, --rate not negative")
+    if args.rows is None and args.duration is None:
+        args.rows = 1000
+    if (args.rows is not None and args.rows < 1) or args.batch_size < 1 or args.concurrency < 1 or args.rate < 0 \
+            or (args.duration is not None and args.duration <= 0):
+        parser.error("--rows, --duration, --batch-size and --concurrency must be positive, --rate not negative")
     if args.region and args.scenario != "drift":
         parser.error("--region goes with --scenario drift")
     return args
@@ -173,8 +187,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = build_replay(train.load_housing(args.data or default_data_path(args.model_dir)), args.scenario, args.rows, args.seed, args.region)
-    summary = asyncio.run(replay(args.url, plan.features, batch_size=args.batch_size, rate=args.rate,
+    data = train.load_housing(args.data or default_data_path(args.model_dir))
+    plan = build_replay(data, args.scenario, args.rows, args.seed, args.region)
+    summary = asyncio.run(replay(args.url, plan.features, rows=args.rows, batch_size=args.batch_size, rate=args.rate,
                                  duration=args.duration, concurrency=args.concurrency))
     answered = ~np.isnan(summary.predictions)
     print(f"scenario {args.scenario}: {summary.rows_sent} rows in {summary.requests} requests "

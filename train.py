@@ -39,6 +39,10 @@ SPLIT_SEED = 42
 RAW_COLUMNS = 9
 
 
+class DataUnavailable(Exception):
+    """No data file was given and the data set cannot be fetched."""
+
+
 @dataclass(frozen=True)
 class HousingData:
     features: np.ndarray  # (rows, 8) in FEATURE_NAMES order
@@ -70,7 +74,11 @@ def load_housing(path: str | Path | None) -> HousingData:
     if path is None:
         from sklearn.datasets import fetch_california_housing
 
-        bunch = fetch_california_housing()
+        try:
+            bunch = fetch_california_housing()
+        except OSError as exc:
+            raise DataUnavailable(f"cannot fetch the data set ({exc}); pass --data PATH to cal_housing.data "
+                                  "or set HOUSING_DATA") from exc
         features, target = np.asarray(bunch.data, float), np.asarray(bunch.target, float)
         digest = hashlib.sha256(features.tobytes() + target.tobytes()).hexdigest()
         return HousingData(features, target, "sklearn.datasets.fetch_california_housing", digest)
@@ -158,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.if_missing and (args.model_dir / bundle.CURRENT_FILE).exists():
         print(f"model store {args.model_dir} already serves {bundle.current_version(args.model_dir)}; not training")
         return 0
-    data = load_housing(args.data)
+    try:
+        data = load_housing(args.data)
+    except (DataUnavailable, OSError, ValueError) as exc:
+        print(f"cannot load the data: {exc}", file=sys.stderr)
+        return 2
     split = split_holdout(data)
     model = build_model(args.model).fit(split.x_train, split.y_train)
     metrics = evaluate(model, split.x_test, split.y_test)
@@ -170,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     profile = ReferenceProfile.from_training(list(FEATURE_NAMES), split.x_train, model.predict(split.x_train), args.bins)
     version = args.version or datetime.now(timezone.utc).strftime("v%Y%m%d-%H%M%S")
-    path = bundle.publish(args.model_dir, version, model,
-                          bundle_metadata(model, data, split, metrics, profile, args.bins))
+    try:
+        path = bundle.publish(args.model_dir, version, model,
+                              bundle_metadata(model, data, split, metrics, profile, args.bins))
+    except (bundle.BundleError, OSError) as exc:
+        print(f"model not published: {exc}", file=sys.stderr)
+        return 1
     print(f"published {path} and set {args.model_dir / bundle.CURRENT_FILE} to {version}")
     return 0
 

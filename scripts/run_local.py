@@ -19,6 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import httpx  # noqa: E402
+
 from monitoring.prometheus_config import write_local_config  # noqa: E402
 
 
@@ -50,6 +52,28 @@ def start_prometheus(binary: str, args: argparse.Namespace) -> tuple[subprocess.
     return process, f"http://127.0.0.1:{args.prometheus_port}"
 
 
+def wait_until_ready(url: str, processes: dict[str, subprocess.Popen], timeout: float = 120.0) -> bool:
+    """Poll ``url`` for a 200, while every process still runs, for at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and all(p.poll() is None for p in processes.values()):
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def prometheus_alerts_page(prometheus_url: str) -> str:
+    """Debian's Prometheus build ships only the classic web UI (/alerts is a 404 there)."""
+    try:
+        modern = httpx.get(f"{prometheus_url}/alerts", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        modern = False
+    return f"{prometheus_url}/alerts" if modern else f"{prometheus_url}/classic/alerts"
+
+
 def main() -> int:
     args = parse_args()
     api_url = f"http://127.0.0.1:{args.api_port}"
@@ -60,29 +84,16 @@ def main() -> int:
                   "DRIFT_PORT": str(args.worker_port),
                   "DRIFT_INTERVAL_SECONDS": os.environ.get("DRIFT_INTERVAL_SECONDS", "10")}
     binary = None if args.no_prometheus else shutil.which("prometheus")
+    prometheus_url = None
     if binary:
         processes["prometheus"], prometheus_url = start_prometheus(binary, args)
         worker_env.update(DRIFT_SOURCE="prometheus", DRIFT_PROMETHEUS_URL=prometheus_url)
-        where_prometheus = f"Prometheus   {prometheus_url}/alerts   (drift source: prometheus)"
     else:
         worker_env.update(DRIFT_SOURCE="scrape", DRIFT_SCRAPE_URL=f"{api_url}/metrics")
-        where_prometheus = "Prometheus   not started (no prometheus binary; apt-get install prometheus); drift source: scrape"
     processes["drift worker"] = start("drift worker", [sys.executable, "-m", "monitoring.worker"], worker_env)
-    print(f"""
-API          {api_url}/docs   (POST {api_url}/predict)
-API metrics  {api_url}/metrics
-drift        {worker_url}/drift   (worker metrics: {worker_url}/metrics)
-{where_prometheus}
-Send traffic from another shell:  .venv/bin/python simulate.py --scenario drift --rows 2000
-Ctrl-C stops everything.
-""", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        while all(p.poll() is None for p in processes.values()):
-            time.sleep(0.5)
-        exited = [name for name, p in processes.items() if p.poll() is not None]
-        print(f"stopping: {', '.join(exited)} exited", file=sys.stderr)
-        return 1
+        return supervise(processes, api_url, worker_url, prometheus_url)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -94,6 +105,32 @@ Ctrl-C stops everything.
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def supervise(processes: dict[str, subprocess.Popen], api_url: str, worker_url: str, prometheus_url: str | None) -> int:
+    """Print where to look once everything answers, then wait until Ctrl-C or a process exits."""
+    ready = all(wait_until_ready(url, processes) for url in
+                [f"{api_url}/health/ready", f"{worker_url}/health/live",
+                 *([f"{prometheus_url}/-/ready"] if prometheus_url else [])])
+    if prometheus_url:
+        where_prometheus = f"Prometheus   {prometheus_alerts_page(prometheus_url)}   (drift source: prometheus)"
+    else:
+        where_prometheus = "Prometheus   not started (no prometheus binary: apt-get install prometheus); drift source: scrape"
+    if not ready:
+        print("not everything became ready: see the log lines above", file=sys.stderr, flush=True)
+    print(f"""
+API          {api_url}/docs   (POST {api_url}/predict)
+API metrics  {api_url}/metrics
+drift        {worker_url}/drift   (worker metrics: {worker_url}/metrics)
+{where_prometheus}
+Send traffic from another shell:  .venv/bin/python simulate.py --scenario drift --rows 2000
+Ctrl-C stops everything.
+""", flush=True)
+    while all(p.poll() is None for p in processes.values()):
+        time.sleep(0.5)
+    exited = [name for name, p in processes.items() if p.poll() is not None]
+    print(f"stopping: {', '.join(exited)} exited", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -48,3 +48,24 @@ def test_replay_of_held_out_rows(api_url: str, model_store: Path, housing) -> No
     prediction_buckets = series(after, "model_prediction_value_bucket", model_version="v-test")
     assert sorted(float(dict(l)["le"]) for l in prediction_buckets)[:-1] == reference["prediction"]["edges"]
     assert delta("model_prediction_value_count", model_version="v-test") == ROWS
+
+
+def test_duration_cycles_the_rows_at_the_given_rate(api_url: str, holdout_replay) -> None:
+    plan = holdout_replay("normal", 10)
+    summary = asyncio.run(simulate.replay(api_url, plan.features, rate=40.0, duration=1.5, concurrency=4))
+    assert 10 < summary.rows_sent <= 61  # more than the 10 rows given, at most rate x duration + 1
+    assert summary.ok == summary.requests
+    assert not np.isnan(summary.predictions).any()
+
+
+def test_scenarios_shift_only_what_they_say(holdout_replay) -> None:
+    normal, drift = holdout_replay("normal", 500, seed=4), holdout_replay("drift", 500, seed=4)
+    medinc = FEATURE_NAMES.index("MedInc")
+    np.testing.assert_allclose(drift.features[:, medinc], normal.features[:, medinc] * 1.25)
+    others = [j for j in range(len(FEATURE_NAMES)) if j != medinc]
+    np.testing.assert_array_equal(drift.features[:, others], normal.features[:, others])
+    out = holdout_replay("out-of-range", 500, seed=4)
+    maximum = normal.features.max(axis=0)
+    assert (out.features[:, medinc] > 15.0001).all()  # the data set caps MedInc at 15.0001
+    assert (out.features[:, FEATURE_NAMES.index("HouseAge")] > 52).all()
+    assert maximum[medinc] <= 15.0001

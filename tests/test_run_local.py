@@ -55,6 +55,8 @@ def test_make_run_then_simulate_drift_flags_medinc(with_prometheus: bool, model_
             flagged = report["versions"].get("v-test", {}).get("drifting_features", [])
             time.sleep(0.5)
         assert flagged == ["MedInc"]
+        banner = (tmp_path / "run.log").read_text()
+        assert f"http://127.0.0.1:{worker}/drift" in banner and "Ctrl-C stops everything" in banner
         assert report["source"] == ("prometheus" if with_prometheus else "scrape")
     finally:
         launcher.send_signal(signal.SIGINT)
