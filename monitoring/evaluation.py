@@ -73,14 +73,20 @@ class VersionDrift:
 
 @dataclass(frozen=True)
 class Evaluation:
+    """``versions`` holds the versions evaluated; ``errors`` why others could not be (the
+    outcome is then ``error``, and the versions that could still export their series)."""
+
     evaluated_at: float
     outcome: Outcome
     versions: dict[str, VersionDrift]
-    error: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"evaluated_at": self.evaluated_at, "outcome": self.outcome, "error": self.error,
+        return {"evaluated_at": self.evaluated_at, "outcome": self.outcome, "errors": self.errors,
                 "versions": {v: d.to_dict() for v, d in self.versions.items()}}
+
+
+SOURCE = "source"  # the key in Evaluation.errors when nothing could be evaluated
 
 
 def _compare(live: Histogram, reference: HistogramProfile, rule: DriftRule, smoothing: float) -> SeriesDrift:
@@ -98,6 +104,9 @@ def evaluate_version(version: str, live: dict[str, Histogram], references: Refer
     if PREDICTION not in live:
         raise SourceError(f"version {version}: no {PREDICTION_FAMILY} series")
     samples = float(live[PREDICTION].counts.sum())
+    totals = np.array([h.counts.sum() for h in live.values()])
+    if not np.allclose(totals, samples, rtol=1e-6, atol=1e-6):
+        raise SourceError(f"version {version}: the features and the prediction count different rows")
     if samples < rule.min_samples:
         return VersionDrift(version, samples)
     reference = references.get(version)
@@ -109,8 +118,17 @@ def evaluate_version(version: str, live: dict[str, Histogram], references: Refer
 
 def evaluate(window: WindowCounts, references: ReferenceStore, rule: DriftRule, smoothing: float,
              now: float | None = None) -> Evaluation:
-    """Evaluate every version in ``window``; raises SourceError or BundleError on unusable data."""
-    versions = {version: evaluate_version(version, live, references, rule, smoothing)
-                for version, live in window.versions.items()}
-    outcome: Outcome = "ok" if any(v.sufficient for v in versions.values()) else "insufficient_data"
-    return Evaluation(time.time() if now is None else now, outcome, versions)
+    """Evaluate every version in ``window``. A version whose data or bundle is unusable is
+    reported in ``errors`` and does not keep the others from being evaluated."""
+    versions: dict[str, VersionDrift] = {}
+    errors: dict[str, str] = {}
+    for version, live in window.versions.items():
+        try:
+            versions[version] = evaluate_version(version, live, references, rule, smoothing)
+        except (SourceError, bundle.BundleError, ValueError) as exc:
+            errors[version] = str(exc)
+    if errors:
+        outcome: Outcome = "error"
+    else:
+        outcome = "ok" if any(v.sufficient for v in versions.values()) else "insufficient_data"
+    return Evaluation(time.time() if now is None else now, outcome, versions, errors)

@@ -31,8 +31,7 @@ class DriftCollector(Collector):
         self.latest: Evaluation | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        evaluation = self.latest
-        versions = evaluation.versions.values() if evaluation and evaluation.outcome != "error" else []
+        versions = self.latest.versions.values() if self.latest else []
         samples = GaugeMetricFamily("drift_window_samples", "Live rows in the evaluated window",
                                     labels=["model_version"])
         features = {name: GaugeMetricFamily(name, doc, labels=["feature", "model_version"])

@@ -51,10 +51,11 @@ class HistogramProfile:
     counts: np.ndarray
 
     def __post_init__(self) -> None:
-        if self.edges.ndim != 1 or self.edges.size == 0 or np.any(np.diff(self.edges) <= 0):
-            raise ValueError("edges must be a non-empty, strictly increasing sequence")
-        if self.counts.shape != (self.edges.size + 1,) or np.any(self.counts < 0):
-            raise ValueError("counts must hold one non-negative count per bin (len(edges) + 1)")
+        if (self.edges.ndim != 1 or self.edges.size == 0 or not np.all(np.isfinite(self.edges))
+                or not np.all(np.diff(self.edges) > 0)):
+            raise ValueError("edges must be a non-empty, strictly increasing sequence of finite numbers")
+        if self.counts.shape != (self.edges.size + 1,) or np.any(self.counts < 0) or self.counts.sum() <= 0:
+            raise ValueError("counts must hold one non-negative count per bin (len(edges) + 1), not all zero")
 
     @classmethod
     def from_values(cls, values: ArrayLike, n_bins: int = DEFAULT_QUANTILE_BINS) -> HistogramProfile:
@@ -63,10 +64,11 @@ class HistogramProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HistogramProfile:
-        return cls(
-            edges=np.asarray(data["edges"], dtype=float),
-            counts=np.asarray(data["counts"], dtype=np.int64),
-        )
+        """Raises ValueError for anything that is not a valid profile (bundle.json is not signed)."""
+        try:
+            return cls(edges=np.asarray(data["edges"], dtype=float), counts=np.asarray(data["counts"], dtype=np.int64))
+        except (KeyError, TypeError, OverflowError) as exc:
+            raise ValueError(f"not a histogram profile: {exc!r}") from exc
 
     def to_dict(self) -> dict[str, list]:
         return {"edges": self.edges.tolist(), "counts": self.counts.tolist()}
@@ -97,10 +99,14 @@ class ReferenceProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
-        return cls(
-            features={name: HistogramProfile.from_dict(h) for name, h in data["features"].items()},
-            prediction=HistogramProfile.from_dict(data["prediction"]),
-        )
+        """Raises ValueError for anything that is not a valid reference profile."""
+        try:
+            features, prediction = data["features"], data["prediction"]
+            items = features.items()
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a reference profile: {exc!r}") from exc
+        return cls(features={str(name): HistogramProfile.from_dict(h) for name, h in items},
+                   prediction=HistogramProfile.from_dict(prediction))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -12,8 +12,10 @@ Both sources read the API's cumulative ``le`` buckets of ``model_feature_value``
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 log = logging.getLogger(__name__)
 
+MAX_RESPONSE_BYTES = 32 << 20
 FEATURE_FAMILY = "model_feature_value"
 PREDICTION_FAMILY = "model_prediction_value"
 PREDICTION = "__prediction__"
@@ -66,13 +69,42 @@ def histogram_from_cumulative(buckets: dict[float, float]) -> Histogram:
     return Histogram(edges=np.array(bounds[:-1]), counts=counts)
 
 
-def _add(cumulative: Cumulative, family: str, labels: dict[str, str], count: float) -> None:
+def fetch_text(url: str, params: dict[str, str] | None, timeout: float) -> str:
+    """GET ``url`` within ``timeout`` seconds in all and at most MAX_RESPONSE_BYTES.
+
+    httpx's own timeout bounds each read, not the whole answer: a source trickling bytes
+    would stall an evaluation for as long as it liked.
+    """
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
     try:
-        version = labels["model_version"]
-        series = labels["feature"] if family == FEATURE_FAMILY else PREDICTION
-        le = float(labels["le"])
-    except (KeyError, ValueError) as exc:
-        raise SourceError(f"{family} bucket without a usable label: {exc}") from exc
+        with httpx.stream("GET", url, params=params, timeout=timeout) as answer:
+            for chunk in answer.iter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise SourceError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise SourceError(f"{url} took longer than {timeout:g} s to answer")
+                chunks.append(chunk)
+            status = answer.status_code
+    except httpx.HTTPError as exc:
+        raise SourceError(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    if status != 200:
+        raise SourceError(f"GET {url} failed: HTTP {status}: {text[:200]}")
+    return text
+
+
+def _add(cumulative: Cumulative, family: str, labels: object, count: float) -> None:
+    try:
+        version = labels["model_version"]  # type: ignore[index]
+        series = labels["feature"] if family == FEATURE_FAMILY else PREDICTION  # type: ignore[index]
+        le = float(labels["le"])  # type: ignore[index]
+        if not isinstance(version, str) or not isinstance(series, str):
+            raise TypeError("label values must be strings")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SourceError(f"{family} bucket without usable labels: {exc!r}") from exc
     cumulative.setdefault((version, series), {})[le] = count
 
 
@@ -102,13 +134,13 @@ class PrometheusSource:
     def query(self, family: str, now: float) -> list[dict]:
         by = "feature, le, model_version" if family == FEATURE_FAMILY else "le, model_version"
         promql = f"sum by ({by}) (increase({family}_bucket[{self.window}]))"
+        text = fetch_text(self.url, {"query": promql, "time": f"{now:.3f}"}, self.timeout)
         try:
-            answer = httpx.get(self.url, params={"query": promql, "time": f"{now:.3f}"}, timeout=self.timeout)
-            body = answer.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise SourceError(f"Prometheus query failed: {type(exc).__name__}: {exc}") from exc
-        if answer.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
-            raise SourceError(f"Prometheus answered HTTP {answer.status_code}: {str(body)[:200]}")
+            body = json.loads(text)
+        except ValueError as exc:
+            raise SourceError(f"Prometheus answered something that is not JSON: {text[:200]!r}") from exc
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise SourceError(f"Prometheus answered an error: {text[:200]}")
         data = body.get("data")
         if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
             raise SourceError("Prometheus answered something other than an instant vector")
@@ -120,6 +152,8 @@ class PrometheusSource:
             for item in self.query(family, now):
                 try:
                     labels, count = item["metric"], float(item["value"][1])
+                    if not isinstance(labels, dict):
+                        raise TypeError("metric is not a label set")
                 except (KeyError, IndexError, TypeError, ValueError) as exc:
                     raise SourceError(f"malformed sample in Prometheus' answer: {exc!r}") from exc
                 _add(cumulative, family, labels, count)
@@ -138,12 +172,13 @@ class ScrapeSource:
         self._snapshots: deque[tuple[float, Cumulative]] = deque()
 
     def scrape(self) -> Cumulative:
+        text = fetch_text(self.url, None, self.timeout)
         try:
-            answer = httpx.get(self.url, timeout=self.timeout)
-            answer.raise_for_status()
-            families = list(text_string_to_metric_families(answer.text))
-        except (httpx.HTTPError, ValueError, TypeError) as exc:
-            raise SourceError(f"scraping {self.url} failed: {type(exc).__name__}: {exc}") from exc
+            families = list(text_string_to_metric_families(text))
+        except (ValueError, TypeError, IndexError) as exc:
+            raise SourceError(f"{self.url} is not in Prometheus' text format: {exc}") from exc
+        if not any(family.name == FEATURE_FAMILY for family in families):
+            raise SourceError(f"{self.url} exports no {FEATURE_FAMILY}: is it the API's /metrics?")
         cumulative: Cumulative = {}
         for family in families:
             if family.name in (FEATURE_FAMILY, PREDICTION_FAMILY):

@@ -21,11 +21,10 @@ import uvicorn
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from monitoring.evaluation import Evaluation, ReferenceStore, evaluate
+from monitoring.evaluation import SOURCE, Evaluation, ReferenceStore, evaluate
 from monitoring.metrics import WorkerMetrics
 from monitoring.settings import WorkerSettings
 from monitoring.sources import Source, SourceError, build_source
-from service.bundle import BundleError
 from service.logs import configure_json_logging
 
 log = logging.getLogger(__name__)
@@ -46,18 +45,22 @@ class DriftWorker:
         now = time.time()
         try:
             result = evaluate(self.source.fetch(now), self.references, self.rule, self.settings.smoothing, now)
-            self.consecutive_errors = 0
-        except (SourceError, BundleError) as exc:
-            self.consecutive_errors += 1
-            log.error("drift evaluation failed: %s", exc,
-                      extra={"source": self.source.name, "consecutive_errors": self.consecutive_errors})
-            result = Evaluation(now, "error", {}, str(exc))
+        except SourceError as exc:
+            result = Evaluation(now, "error", {}, {SOURCE: str(exc)})
+        except Exception as exc:  # the loop must outlive anything a source or a bundle can throw
+            log.exception("unexpected error in a drift evaluation")
+            result = Evaluation(now, "error", {}, {SOURCE: f"unexpected {type(exc).__name__}: {exc}"})
+        self.consecutive_errors = self.consecutive_errors + 1 if result.outcome == "error" else 0
         self.metrics.record(result, time.perf_counter() - started)
         self.latest = result
-        if result.outcome != "error":
-            drifting = {v: d.to_dict()["drifting_features"] for v, d in result.versions.items()}
-            log.info("drift evaluated", extra={"outcome": result.outcome, "drifting": drifting,
-                                               "samples": {v: d.window_samples for v, d in result.versions.items()}})
+        drifting = {v: d.to_dict()["drifting_features"] for v, d in result.versions.items()}
+        samples = {v: d.window_samples for v, d in result.versions.items()}
+        if result.errors:
+            log.error("drift evaluation failed: %s", "; ".join(f"{k}: {v}" for k, v in result.errors.items()),
+                      extra={"source": self.source.name, "consecutive_errors": self.consecutive_errors,
+                             "drifting": drifting, "samples": samples})
+        else:
+            log.info("drift evaluated", extra={"outcome": result.outcome, "drifting": drifting, "samples": samples})
         return result
 
     def next_delay(self) -> float:
@@ -79,7 +82,8 @@ class DriftWorker:
             "interval_seconds": s.interval_seconds,
             "rule": {"kl_threshold": self.rule.kl_threshold, "severe_kl_threshold": self.rule.severe_kl_threshold,
                      "alpha": self.rule.alpha, "min_samples": self.rule.min_samples, "smoothing": s.smoothing},
-            **(self.latest.to_dict() if self.latest else {"evaluated_at": None, "outcome": None, "versions": {}}),
+            **(self.latest.to_dict() if self.latest else
+               {"evaluated_at": None, "outcome": None, "errors": {}, "versions": {}}),
         }
 
 

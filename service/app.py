@@ -44,7 +44,9 @@ def _install_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         error = str(exc.detail).lower().replace(" ", "_")
-        return _error(exc.status_code, error, str(exc.detail), request)
+        response = _error(exc.status_code, error, str(exc.detail), request)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -76,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   swagger_ui_oauth2_redirect_url=None, description="Predicts median house values; every request is measured for drift monitoring.")
     app.include_router(router)
     routes = _route_table(app)
-    prediction_errors = (400, 413, 415, 422, 503)
+    prediction_errors = (400, 408, 413, 415, 422, 499, 503)
     metrics = ServiceMetrics(routes, {"/predict": prediction_errors, "/predict/batch": prediction_errors})
     metrics.requests.labels("none", "GET", "404")
     metrics.requests.labels("none", "POST", "404")

@@ -92,6 +92,8 @@ def current_version(model_dir: Path) -> str:
         version = (model_dir / CURRENT_FILE).read_text().strip()
     except OSError as exc:
         raise BundleError(f"no published model: cannot read {model_dir / CURRENT_FILE} ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{model_dir / CURRENT_FILE} is not text") from exc
     if not VERSION_PATTERN.match(version):
         raise BundleError(f"{model_dir / CURRENT_FILE} names an invalid version {version!r}")
     return version
@@ -103,6 +105,8 @@ def read_metadata(model_dir: Path, version: str) -> dict[str, Any]:
     path = model_dir / version / BUNDLE_FILE
     try:
         metadata = json.loads(path.read_text())
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path} is not UTF-8 text") from exc
     except OSError as exc:
         raise BundleError(f"cannot read {path} ({exc.strerror})") from exc
     except ValueError as exc:

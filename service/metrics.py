@@ -31,6 +31,8 @@ REJECTION_REASONS = (
     "batch_size",
     "body_too_large",
     "unsupported_media_type",
+    "body_timeout",
+    "client_disconnected",
 )
 
 
@@ -46,7 +48,8 @@ class _BinnedHistograms:
         """``columns`` has one column per series and one row per observation."""
         for j, edges in enumerate(self.edges):
             self.counts[j] += np.bincount(bin_index(edges, columns[:, j]), minlength=edges.size + 1)
-        self.sums += columns.sum(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # finite inputs near 1e308 can overflow the sum
+            self.sums += columns.sum(axis=0)
 
     def add_samples(self, metric: Metric, j: int, labels: dict[str, str]) -> None:
         """Buckets, ``_count`` and ``_sum`` of series ``j``.
@@ -140,12 +143,12 @@ class ServiceMetrics:
             self.rejected.labels(reason)
 
     def model_loaded(self, version: str, metadata: dict, profile: ReferenceProfile) -> None:
+        info = [version, *(str(value) for value in (
+            metadata["model"]["type"], metadata["versions"]["sklearn"], metadata["versions"]["python"]))]
         self.histograms.register_version(version, metadata["features"], profile)
         self.predictions.labels(version)
         self.info.clear()
-        self.info.labels(
-            version, metadata["model"]["type"], metadata["versions"]["sklearn"], metadata["versions"]["python"]
-        ).set(1)
+        self.info.labels(*info).set(1)
 
     def observe_prediction(self, version: str, features: np.ndarray, predictions: np.ndarray, seconds: float) -> None:
         self.inference_duration.observe(seconds)

@@ -57,9 +57,19 @@ def _load(settings: Settings, version: str) -> LoadedModel:
         if tuple(metadata["features"]) != FEATURE_NAMES:
             raise bundle.BundleError(f"bundle features {metadata['features']} differ from the API's {FEATURE_NAMES}")
         profile = ReferenceProfile.from_dict(metadata["reference"])
+        if set(profile.features) != set(FEATURE_NAMES):
+            raise ValueError(f"profiles for {sorted(profile.features)}, not for {sorted(FEATURE_NAMES)}")
+        for key in ("model", "versions"):
+            if not isinstance(metadata.get(key), dict):
+                raise ValueError(f"no {key!r} section")
     except (KeyError, TypeError, ValueError) as exc:
-        raise bundle.BundleError(f"bundle {version} has no valid reference profile: {exc!r}") from exc
-    _warm_up(model, profile)
+        raise bundle.BundleError(f"bundle {version} is invalid: {exc}") from exc
+    try:
+        _warm_up(model, profile)
+    except bundle.BundleError:
+        raise
+    except Exception as exc:  # whatever the unpickled object does when asked to predict
+        raise bundle.BundleError(f"bundle {version} failed its warm-up prediction: {type(exc).__name__}: {exc}") from exc
     return LoadedModel(version, model, metadata, profile)
 
 
@@ -83,10 +93,13 @@ class ModelStore:
             if self._current is not None and self._current.version == version:
                 return
             loaded = _load(self._settings, version)
+            self._metrics.model_loaded(loaded.version, loaded.metadata, loaded.profile)
         except bundle.BundleError as exc:
             self._record_failure(str(exc))
             return
-        self._metrics.model_loaded(loaded.version, loaded.metadata, loaded.profile)
+        except Exception as exc:  # never let a bad bundle stop the reloader or the process
+            self._record_failure(f"unexpected {type(exc).__name__} while loading: {exc}")
+            return
         self._current, self.error, self._last_failure = loaded, None, None
         log.info("model loaded and warmed up", extra={"model_version": loaded.version})
 

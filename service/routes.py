@@ -12,8 +12,15 @@ from threadpoolctl import threadpool_info
 
 from service.metrics import ServiceMetrics
 from service.model_store import ModelStore
-from service.request_body import InputRejected, parse_body, read_json_body
-from service.schemas import FEATURE_NAMES, BatchPredictResponse, BatchRequest, ErrorBody, HousingFeatures, PredictResponse
+from service.request_body import parse_body, read_json_body
+from service.schemas import (
+    FEATURE_NAMES,
+    BatchPredictResponse,
+    BatchRequest,
+    ErrorBody,
+    HousingFeatures,
+    PredictResponse,
+)
 from service.settings import Settings
 
 USD_PER_TARGET_UNIT = 100_000.0
@@ -52,7 +59,8 @@ def _rows(records: list[HousingFeatures]) -> np.ndarray:
 
 @router.post("/predict", response_model=PredictResponse, responses=_ERRORS, openapi_extra=_json_body(HousingFeatures))
 async def predict(request: Request, settings: SettingsDep, store: StoreDep) -> PredictResponse:
-    record = parse_body(HousingFeatures, await read_json_body(request, settings.max_body_bytes))
+    record = parse_body(HousingFeatures, await read_json_body(request, settings.max_body_bytes,
+                                                              settings.body_timeout_seconds))
     result = store.predict(_rows([record]))
     request.state.model_version = result.version
     value = float(result.values[0])
@@ -63,10 +71,9 @@ async def predict(request: Request, settings: SettingsDep, store: StoreDep) -> P
 @router.post("/predict/batch", response_model=BatchPredictResponse, responses=_ERRORS,
              openapi_extra=_json_body(BatchRequest))
 async def predict_batch(request: Request, settings: SettingsDep, store: StoreDep) -> BatchPredictResponse:
-    batch = parse_body(BatchRequest, await read_json_body(request, settings.max_body_bytes))
-    if len(batch.instances) > settings.max_batch_rows:
-        raise InputRejected(422, "batch_size", f"a batch holds at most {settings.max_batch_rows} instances, "
-                                               f"this one has {len(batch.instances)}")
+    batch = parse_body(BatchRequest, await read_json_body(request, settings.max_body_bytes,
+                                                          settings.body_timeout_seconds),
+                       max_items=settings.max_batch_rows)
     result = store.predict(_rows(batch.instances))
     request.state.model_version = result.version
     return BatchPredictResponse(predictions=result.values.tolist(), model_version=result.version)

@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="listen address (0.0.0.0 inside a container)")
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(1 << 20, ge=1024, description="larger request bodies get 413")
+    body_timeout_seconds: float = Field(10.0, gt=0, description="a body still arriving after this gets 408")
     max_batch_rows: int = Field(1000, ge=1, description="larger batches get 422")
     allow_sklearn_mismatch: bool = Field(
         False, description="load a bundle trained with another scikit-learn version (logged loudly)")

@@ -84,3 +84,12 @@ def api_command() -> list[str]:
 
 def worker_command() -> list[str]:
     return [sys.executable, "-m", "monitoring.worker"]
+
+
+def serve_api(store: Path, log_dir: Path, **env: str) -> tuple[str, contextlib.AbstractContextManager]:
+    """An API process for ``store`` on a free port: its URL and the context that runs it
+    (ready once it is live; readiness is left to the test)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = {"API_MODEL_DIR": str(store), "API_PORT": str(port), "API_RELOAD_INTERVAL_SECONDS": "0.2", **env}
+    return url, running(api_command(), env=settings, log=log_dir / "api.log", ready_url=f"{url}/health/live")

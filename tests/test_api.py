@@ -14,6 +14,7 @@ import pytest
 
 from service.schemas import FEATURE_NAMES
 from tests.metrics_text import scrape, series, value
+from tests.processes import serve_api, until
 
 VALID = {"MedInc": 8.3252, "HouseAge": 41.0, "AveRooms": 6.984, "AveBedrms": 1.024, "Population": 322.0,
          "AveOccup": 2.556, "Latitude": 37.88, "Longitude": -122.23}
@@ -73,6 +74,9 @@ BAD_INPUTS = [
     ("nan-in-batch", "/predict/batch", '{"instances": [' + VALID_JSON + "," + with_token("Latitude", "NaN") + "]}",
      "application/json", 422, "non_finite"),
     ("batch-not-a-list", "/predict/batch", json.dumps({"instances": VALID}), "application/json", 422, "wrong_type"),
+    ("huge-batch-of-empty-objects", "/predict/batch", '{"instances": [' + ",".join(["{}"] * 300_000) + "]}",
+     "application/json", 422, "batch_size"),
+    ("latin-1-charset", "/predict", VALID_JSON, "application/json; charset=latin-1", 415, "unsupported_media_type"),
 ]
 
 
@@ -137,6 +141,55 @@ def test_body_just_under_the_limit_is_parsed(api_url: str) -> None:
     body = VALID_JSON + " " * ((1 << 20) - len(VALID_JSON))
     answer = httpx.post(f"{api_url}/predict", content=body.encode(), headers=JSON)
     assert answer.status_code == 200
+
+
+def test_compressed_body_is_refused(api_url: str) -> None:
+    import gzip
+
+    answer = httpx.post(f"{api_url}/predict", content=gzip.compress(VALID_JSON.encode()),
+                        headers={**JSON, "content-encoding": "gzip"})
+    assert answer.status_code == 415
+    assert answer.json()["error"] == "unsupported_media_type"
+
+
+def test_error_details_do_not_echo_long_keys(api_url: str) -> None:
+    body = json.dumps({**VALID, "x" * 10_000: 1.0})
+    answer = httpx.post(f"{api_url}/predict", content=body.encode(), headers=JSON)
+    assert answer.status_code == 422
+    assert answer.json()["details"][0]["loc"] == ["x" * 64]
+    assert len(answer.content) < 1000
+
+
+def test_client_leaving_mid_body_is_not_a_server_error(api_url: str) -> None:
+    before = scrape(api_url)
+    address = urlparse(api_url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"MedInc\":")
+    until(lambda: value(scrape(api_url), "model_input_rejected_total", reason="client_disconnected") ==
+          value(before, "model_input_rejected_total", reason="client_disconnected") + 1, 10, "the disconnect")
+    after = scrape(api_url)
+    assert value(after, "http_requests_total", handler="/predict", method="POST", status="500") == \
+        value(before, "http_requests_total", handler="/predict", method="POST", status="500")
+
+
+def test_slow_body_gets_408(model_store: Path, tmp_path: Path) -> None:
+    url, server = serve_api(model_store, tmp_path, API_BODY_TIMEOUT_SECONDS="0.5")
+    with server:
+        address = urlparse(url)
+        with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 200\r\n\r\n{")
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert b'"error":"body_timeout"' in answer
+
+
+def test_wrong_method_is_405_with_allow(api_url: str) -> None:
+    answer = httpx.get(f"{api_url}/predict")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"
+    assert answer.json()["error"] == "method_not_allowed"
 
 
 def test_unknown_paths_are_404_counted_as_handler_none(api_url: str) -> None:

@@ -16,6 +16,7 @@ from monitoring.decision import DriftRule
 from monitoring.divergence import BinComparison, compare_counts, compare_counts_batch
 from tests.reference_stats import A, reference_g, reference_kl, reference_psi, smoothed
 
+
 def assert_all_finite(c: BinComparison) -> None:
     values = [c.kl, c.psi, c.g_statistic, c.p_value, c.out_of_range_ratio, c.live_total]
     assert all(math.isfinite(v) for v in values), c.to_dict()

@@ -115,7 +115,7 @@ def test_api_restart_gives_no_negative_counts_and_no_false_alarm(stack: Stack, h
             stack.send(rows[:700])
             stack.evaluation_with(700)
         down = until(lambda: (r := stack.drift())["outcome"] == "error" and r, 20, "an error while the API is down")
-        assert "failed" in down["error"]
+        assert "failed" in down["errors"]["source"]
         assert not series(scrape(stack.worker_url), "drift_kl_divergence")
         with stack.api():
             stack.send(rows[700:])
