@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,15 +53,20 @@ def start_prometheus(binary: str, args: argparse.Namespace) -> tuple[subprocess.
     return process, f"http://127.0.0.1:{args.prometheus_port}"
 
 
-def wait_until_ready(url: str, processes: dict[str, subprocess.Popen], timeout: float = 120.0) -> bool:
-    """Poll ``url`` for a 200, while every process still runs, for at most ``timeout`` s."""
+def answers(url: str, expect: str = "") -> bool:
+    try:
+        answer = httpx.get(url, timeout=2)
+    except httpx.HTTPError:
+        return False
+    return answer.status_code == 200 and expect in answer.text
+
+
+def wait_until(check: Callable[[], bool], processes: dict[str, subprocess.Popen], timeout: float = 120.0) -> bool:
+    """Poll ``check`` while every process still runs, for at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and all(p.poll() is None for p in processes.values()):
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
+        if check():
+            return True
         time.sleep(0.3)
     return False
 
@@ -109,9 +115,13 @@ def main() -> int:
 
 def supervise(processes: dict[str, subprocess.Popen], api_url: str, worker_url: str, prometheus_url: str | None) -> int:
     """Print where to look once everything answers, then wait until Ctrl-C or a process exits."""
-    ready = all(wait_until_ready(url, processes) for url in
-                [f"{api_url}/health/ready", f"{worker_url}/health/live",
-                 *([f"{prometheus_url}/-/ready"] if prometheus_url else [])])
+    # The scrape source's first snapshot is its baseline: wait for the worker's first evaluation.
+    checks = [lambda: answers(f"{api_url}/health/ready"), lambda: answers(f"{worker_url}/drift", '"outcome":"')]
+    if prometheus_url:
+        # increase() counts only growth between two scrapes: until Prometheus has scraped the
+        # API's zero counts once, the first requests would be invisible to the drift worker.
+        checks.append(lambda: answers(f"{prometheus_url}/api/v1/query?query=model_info", '"model_version"'))
+    ready = all(wait_until(check, processes) for check in checks)
     if prometheus_url:
         where_prometheus = f"Prometheus   {prometheus_alerts_page(prometheus_url)}   (drift source: prometheus)"
     else:

@@ -75,18 +75,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reloader.cancel()
 
     app = FastAPI(title="California house value API", version="1", lifespan=lifespan,
-                  swagger_ui_oauth2_redirect_url=None, description="Predicts median house values; every request is measured for drift monitoring.")
+                  swagger_ui_oauth2_redirect_url=None,
+                  description="Predicts median house values; every request is measured for drift monitoring.")
     app.include_router(router)
     routes = _route_table(app)
     prediction_errors = (400, 408, 413, 415, 422, 499, 503)
     metrics = ServiceMetrics(routes, {"/predict": prediction_errors, "/predict/batch": prediction_errors})
-    metrics.requests.labels("none", "GET", "404")
-    metrics.requests.labels("none", "POST", "404")
     store = ModelStore(settings, metrics)
     app.state.settings, app.state.metrics, app.state.store = settings, metrics, store
     _install_error_handlers(app, metrics)
-    app.add_middleware(RequestObserver, metrics=metrics, routes=frozenset(path for path, _ in routes) | UNMEASURED_PATHS,
-                       unmeasured=UNMEASURED_PATHS)
+    app.add_middleware(RequestObserver, metrics=metrics,
+                       routes=frozenset(path for path, _ in routes) | UNMEASURED_PATHS, unmeasured=UNMEASURED_PATHS)
     return app
 
 

@@ -139,6 +139,8 @@ class ServiceMetrics:
             self.in_progress.labels(handler)
             for status in sorted({200, 500, *rejection_statuses.get(handler, ())}):
                 self.requests.labels(handler, method, str(status))
+        for method in ("GET", "POST"):
+            self.requests.labels("none", method, "404")
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason)
 

@@ -28,20 +28,23 @@ USD_PER_TARGET_UNIT = 100_000.0
 router = APIRouter()
 
 
-def get_settings(request: Request) -> Settings:
+# Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, and two thread
+# hand-offs per request cost more than the prediction itself (see scripts/benchmark.py).
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> ModelStore:
+async def get_store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 
 
 def _json_body(schema: type) -> dict[str, Any]:
@@ -102,5 +105,5 @@ async def model_metadata(store: StoreDep) -> Any:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(get_metrics(request).registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(service_metrics: MetricsDep) -> Response:
+    return Response(generate_latest(service_metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -180,7 +180,9 @@ def test_slow_body_gets_408(model_store: Path, tmp_path: Path) -> None:
         with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
             sock.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 200\r\n\r\n{")
-            answer = sock.recv(65536)
+            answer = b""
+            while b"body_timeout" not in answer and (chunk := sock.recv(65536)):
+                answer += chunk
         assert answer.startswith(b"HTTP/1.1 408")
         assert b'"error":"body_timeout"' in answer
 
