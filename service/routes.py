@@ -53,7 +53,7 @@ def _json_body(schema: type) -> dict[str, Any]:
         ref_template="#/components/schemas/{model}")}}}}
 
 
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 413, 415, 422, 503)}
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 408, 413, 415, 422, 503)}
 
 
 def _rows(records: list[HousingFeatures]) -> np.ndarray:
