@@ -37,8 +37,11 @@ class DriftWorker:
         self.metrics = metrics
         self.rule = settings.rule()
         self.references = ReferenceStore(settings.model_dir)
-        self.latest: Evaluation | None = None
         self.consecutive_errors = 0
+
+    @property
+    def latest(self) -> Evaluation | None:
+        return self.metrics.drift.latest
 
     def evaluate_once(self) -> Evaluation:
         started = time.perf_counter()
@@ -52,7 +55,6 @@ class DriftWorker:
             result = Evaluation(now, "error", {}, {SOURCE: f"unexpected {type(exc).__name__}: {exc}"})
         self.consecutive_errors = self.consecutive_errors + 1 if result.outcome == "error" else 0
         self.metrics.record(result, time.perf_counter() - started)
-        self.latest = result
         drifting = {v: d.to_dict()["drifting_features"] for v, d in result.versions.items()}
         samples = {v: d.window_samples for v, d in result.versions.items()}
         if result.errors:
