@@ -187,7 +187,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data = train.load_housing(args.data or default_data_path(args.model_dir))
+    try:
+        data = train.load_housing(args.data or default_data_path(args.model_dir))
+    except (train.DataUnavailable, OSError, ValueError) as exc:
+        print(f"cannot load the data: {exc}", file=sys.stderr)
+        return 2
     plan = build_replay(data, args.scenario, args.rows, args.seed, args.region)
     summary = asyncio.run(replay(args.url, plan.features, rows=args.rows, batch_size=args.batch_size, rate=args.rate,
                                  duration=args.duration, concurrency=args.concurrency))

@@ -164,7 +164,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.if_missing and (args.model_dir / bundle.CURRENT_FILE).exists():
-        print(f"model store {args.model_dir} already serves {bundle.current_version(args.model_dir)}; not training")
+        try:
+            print(f"model store {args.model_dir} already serves {bundle.current_version(args.model_dir)}; "
+                  "not training")
+        except bundle.BundleError as exc:
+            print(f"--if-missing: {exc}; fix or remove it", file=sys.stderr)
+            return 2
         return 0
     try:
         data = load_housing(args.data)

@@ -25,7 +25,7 @@ class WorkerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8001, ge=1, le=65535)
     interval_seconds: float = Field(30.0, gt=0, description="time between evaluations")
-    window_seconds: float = Field(900.0, gt=0, description="live window evaluated")
+    window_seconds: float = Field(900.0, ge=1, description="live window evaluated (whole seconds for PromQL)")
     max_backoff_seconds: float = Field(120.0, gt=0, description="longest wait between retries after errors")
     request_timeout_seconds: float = Field(10.0, gt=0)
     min_samples: int = Field(_DEFAULT_RULE.min_samples, ge=1)

@@ -6,8 +6,8 @@ Both sources read the API's cumulative ``le`` buckets of ``model_feature_value``
 * :class:`PrometheusSource` asks Prometheus for ``increase()`` over the window, summed over every
   API replica; Prometheus already handles counter resets and restarts.
 * :class:`ScrapeSource` reads one API's ``/metrics`` and keeps timestamped snapshots of the
-  cumulative counts. A series whose counts go down (the API restarted) starts again from zero
-  instead of producing negative counts.
+  cumulative counts. When the API restarted (its ``process_start_time_seconds`` changed, or a
+  bin's count went down) its series start again from zero instead of producing bogus counts.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ MAX_RESPONSE_BYTES = 32 << 20
 FEATURE_FAMILY = "model_feature_value"
 PREDICTION_FAMILY = "model_prediction_value"
 PREDICTION = "__prediction__"
+START_TIME = "process_start_time_seconds"
 
 
 class SourceError(Exception):
@@ -169,9 +170,10 @@ class ScrapeSource:
         self.url = url
         self.window_seconds = window_seconds
         self.timeout = timeout
-        self._snapshots: deque[tuple[float, Cumulative]] = deque()
+        self._snapshots: deque[tuple[float, float | None, Cumulative]] = deque()
 
-    def scrape(self) -> Cumulative:
+    def scrape(self) -> tuple[float | None, Cumulative]:
+        """The API's process start time (None if it exports none) and its cumulative buckets."""
         text = fetch_text(self.url, None, self.timeout)
         try:
             families = list(text_string_to_metric_families(text))
@@ -180,37 +182,51 @@ class ScrapeSource:
         if not any(family.name == FEATURE_FAMILY for family in families):
             raise SourceError(f"{self.url} exports no {FEATURE_FAMILY}: is it the API's /metrics?")
         cumulative: Cumulative = {}
+        started = None
         for family in families:
             if family.name in (FEATURE_FAMILY, PREDICTION_FAMILY):
                 for sample in family.samples:
                     if sample.name == family.name + "_bucket":
                         _add(cumulative, family.name, sample.labels, float(sample.value))
-        return cumulative
+            elif family.name == START_TIME and family.samples:
+                started = float(family.samples[0].value)
+        return started, cumulative
 
     def fetch(self, now: float) -> WindowCounts:
-        current = self.scrape()
+        started, current = self.scrape()
         if self._snapshots:
-            self._restart_reset_series(current)
-        self._snapshots.append((now, current))
+            self._restart_reset_series(started, current)
+        self._snapshots.append((now, started, current))
         while len(self._snapshots) > 1 and self._snapshots[1][0] <= now - self.window_seconds:
             self._snapshots.popleft()
-        baseline = self._snapshots[0][1]
+        baseline = self._snapshots[0][2]
         difference: Cumulative = {}
         for key, buckets in current.items():
             before = baseline.get(key, {})
             difference[key] = {le: count - before.get(le, 0.0) for le, count in buckets.items()}
         return window_from_cumulative(difference)
 
-    def _restart_reset_series(self, current: Cumulative) -> None:
-        """A series whose cumulative counts went down restarted from zero: so do its baselines."""
-        latest = self._snapshots[-1][1]
+    def _restart_reset_series(self, started: float | None, current: Cumulative) -> None:
+        """Series of a restarted API count from zero again: so do their baselines.
+
+        A restart shows as a new process start time; without one, as a bin whose count went
+        down (cumulative buckets alone can hide it when the new process served more rows).
+        """
+        _, previous_start, latest = self._snapshots[-1]
+        restarted = started != previous_start
         for key, buckets in current.items():
             previous = latest.get(key)
-            if previous and (previous.keys() != buckets.keys()
-                             or any(buckets[le] < previous[le] for le in buckets)):
+            if previous is None:
+                continue
+            if restarted or previous.keys() != buckets.keys() or np.any(_bins(buckets) < _bins(previous)):
                 log.warning("counter reset: starting a new baseline", extra={"series": "/".join(key)})
-                for _, snapshot in self._snapshots:
+                for _, _, snapshot in self._snapshots:
                     snapshot.pop(key, None)
+
+
+def _bins(buckets: dict[float, float]) -> np.ndarray:
+    """Per-bin counts of cumulative buckets, in ``le`` order."""
+    return np.diff([buckets[le] for le in sorted(buckets)], prepend=0.0)
 
 
 def build_source(kind: str, *, prometheus_url: str, scrape_url: str, window_seconds: float,

@@ -53,7 +53,7 @@ class DriftWorker:
         except Exception as exc:  # the loop must outlive anything a source or a bundle can throw
             log.exception("unexpected error in a drift evaluation")
             result = Evaluation(now, "error", {}, {SOURCE: f"unexpected {type(exc).__name__}: {exc}"})
-        self.consecutive_errors = self.consecutive_errors + 1 if result.outcome == "error" else 0
+        self.consecutive_errors = self.consecutive_errors + 1 if SOURCE in result.errors else 0
         self.metrics.record(result, time.perf_counter() - started)
         drifting = {v: d.to_dict()["drifting_features"] for v, d in result.versions.items()}
         samples = {v: d.window_samples for v, d in result.versions.items()}
@@ -66,6 +66,8 @@ class DriftWorker:
         return result
 
     def next_delay(self) -> float:
+        """The interval, or after source errors an exponential backoff (a version-level error,
+        such as a missing bundle, does not slow down the other versions)."""
         if self.consecutive_errors == 0:
             return self.settings.interval_seconds
         backoff = self.settings.interval_seconds * 2 ** (self.consecutive_errors - 1)

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -130,6 +130,7 @@ class ServiceMetrics:
             ["model_version", "model_type", "sklearn_version", "python_version"], registry=self.registry)
         self.histograms = ReferenceHistogramCollector()
         self.registry.register(self.histograms)
+        ProcessCollector(registry=self.registry)  # process_start_time_seconds tells a restart
         self._precreate(routes, rejection_statuses)
 
     def _precreate(self, routes: Iterable[tuple[str, str]], rejection_statuses: dict[str, Iterable[int]]) -> None:

@@ -81,10 +81,6 @@ class ModelStore:
         self._last_failure: tuple[str, str] | None = None
         self.error: str | None = "no model loaded yet"
 
-    @property
-    def current(self) -> LoadedModel | None:
-        return self._current
-
     def refresh(self) -> None:
         """Load the version CURRENT names if it is not the one served. Never raises: a failure
         keeps serving the previous model (or none) and is logged once per version and reason."""
@@ -112,11 +108,15 @@ class ModelStore:
             log.error("model not loaded: %s", message,
                       extra={"serving": self._current.version if self._current else None})
 
+    def loaded(self) -> LoadedModel:
+        """The served model; ModelNotReady (answered as 503) when there is none."""
+        if self._current is None:
+            raise ModelNotReady(self.error or "no model loaded")
+        return self._current
+
     def predict(self, features: np.ndarray) -> Prediction:
         """Predict every row of ``features`` (rows x 8, FEATURE_NAMES order) in one model call."""
-        loaded = self._current
-        if loaded is None:
-            raise ModelNotReady(self.error or "no model loaded")
+        loaded = self.loaded()
         started = time.perf_counter()
         values = np.asarray(loaded.model.predict(features), dtype=float)
         self._metrics.observe_prediction(loaded.version, features, values, time.perf_counter() - started)

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from threadpoolctl import threadpool_info
 
@@ -88,20 +87,14 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/health/ready", responses={503: {"model": ErrorBody}})
-async def ready(store: StoreDep) -> Any:
-    if store.current is None:
-        return JSONResponse(status_code=503, content=ErrorBody(
-            error="model_not_ready", message=store.error or "no model loaded").model_dump())
-    return {"status": "ready", "model_version": store.current.version}
+async def ready(store: StoreDep) -> dict[str, str]:
+    return {"status": "ready", "model_version": store.loaded().version}
 
 
 @router.get("/model", responses={503: {"model": ErrorBody}})
-async def model_metadata(store: StoreDep) -> Any:
-    if store.current is None:
-        return JSONResponse(status_code=503, content=ErrorBody(
-            error="model_not_ready", message=store.error or "no model loaded").model_dump())
+async def model_metadata(store: StoreDep) -> dict[str, Any]:
     threads = [{"api": pool["internal_api"], "threads": pool["num_threads"]} for pool in threadpool_info()]
-    return {**store.current.metadata, "runtime": {"threadpools": threads}}
+    return {**store.loaded().metadata, "runtime": {"threadpools": threads}}
 
 
 @router.get("/metrics", include_in_schema=False)
