@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 import pytest
 
+from service.metrics import REJECTION_REASONS
 from service.schemas import FEATURE_NAMES
 from tests.metrics_text import scrape, series, value
 from tests.processes import serve_api, until
@@ -231,3 +232,42 @@ def test_health_and_metrics_routes_are_not_counted(api_url: str) -> None:
     samples = scrape(api_url)
     handlers = {dict(labels)["handler"] for labels in series(samples, "http_requests_total")}
     assert not handlers & {"/metrics", "/health/live", "/health/ready"}
+
+
+def test_fresh_api_exports_every_label_set_in_use_at_zero(model_store: Path, tmp_path: Path) -> None:
+    """So that the first error shows up in rate(), and increase() sees the first requests."""
+    url, server = serve_api(model_store, tmp_path)
+    with server:
+        until(lambda: httpx.get(f"{url}/health/ready").status_code == 200, 30, "readiness")
+        samples = scrape(url)
+    for reason in REJECTION_REASONS:
+        assert samples[("model_input_rejected_total", frozenset({"reason": reason}.items()))] == 0
+    for handler in ("/predict", "/predict/batch"):
+        for status in ("200", "400", "413", "415", "422", "500", "503"):
+            key = ("http_requests_total", frozenset({"handler": handler, "method": "POST", "status": status}.items()))
+            assert samples[key] == 0
+    assert samples[("http_requests_total", frozenset({"handler": "none", "method": "GET", "status": "404"}.items()))] == 0
+    assert samples[("model_predictions_total", frozenset({"model_version": "v-test"}.items()))] == 0
+    reference = json.loads((model_store / "v-test" / "bundle.json").read_text())["reference"]
+    for feature in FEATURE_NAMES:
+        buckets = series(samples, "model_feature_value_bucket", feature=feature, model_version="v-test")
+        assert len(buckets) == len(reference["features"][feature]["edges"]) + 1
+        assert set(buckets.values()) == {0.0}
+    assert len(series(samples, "model_prediction_value_bucket")) == len(reference["prediction"]["edges"]) + 1
+
+
+def test_one_json_log_line_per_request(model_store: Path, tmp_path: Path) -> None:
+    url, server = serve_api(model_store, tmp_path)
+    with server:
+        until(lambda: httpx.get(f"{url}/health/ready").status_code == 200, 30, "readiness")
+        answers = [httpx.post(f"{url}/predict", json=VALID, headers={"x-request-id": "req-ok"}),
+                   httpx.post(f"{url}/predict", content=b"[]", headers={**JSON, "x-request-id": "req-bad"}),
+                   httpx.get(f"{url}/nowhere", headers={"x-request-id": "req-404"})]
+    assert [a.status_code for a in answers] == [200, 422, 404]
+    lines = [json.loads(line) for line in (tmp_path / "api.log").read_text().splitlines() if line.startswith("{")]
+    requests = {entry["request_id"]: entry for entry in lines if entry.get("logger") == "service.access"}
+    assert sorted(requests) == ["req-404", "req-bad", "req-ok"]
+    assert requests["req-ok"]["route"] == "/predict" and requests["req-ok"]["status"] == 200
+    assert requests["req-ok"]["model_version"] == "v-test" and requests["req-ok"]["duration_ms"] > 0
+    assert (requests["req-bad"]["status"], requests["req-bad"]["model_version"]) == (422, None)
+    assert (requests["req-404"]["route"], requests["req-404"]["status"]) == ("none", 404)

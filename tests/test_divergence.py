@@ -14,6 +14,7 @@ from scipy.stats import chi2
 
 from monitoring.decision import DriftRule
 from monitoring.divergence import BinComparison, compare_counts, compare_counts_batch
+from monitoring.profile import bin_counts, bin_index, quantile_edges
 from tests.reference_stats import A, reference_g, reference_kl, reference_psi, smoothed
 
 
@@ -368,3 +369,43 @@ def test_rule_on_a_batch_matches_window_by_window() -> None:
 def test_rule_refuses_nonsense_parameters(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         DriftRule(**kwargs)
+
+
+# --- the reference bins ------------------------------------------------------------------------
+
+def naive_bin(edges: np.ndarray, value: float) -> int:
+    """Prometheus' rule, spelt out: the first bucket whose upper bound is >= the value."""
+    for i, upper in enumerate(edges):
+        if value <= upper:
+            return i
+    return len(edges)
+
+
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=200), st.integers(1, 20))
+def test_quantile_edges_keep_training_values_inside_the_outer_bins(values: list[float], n_bins: int) -> None:
+    edges = quantile_edges(values, n_bins)
+    assert np.all(np.diff(edges) > 0)
+    assert edges[0] < min(values) and edges[-1] == max(values)
+    counts = bin_counts(edges, values)
+    assert counts[0] == 0 and counts[-1] == 0 and counts.sum() == len(values)
+    assert [naive_bin(edges, v) for v in values] == bin_index(edges, values).tolist()
+
+
+def test_constant_feature_has_one_interior_bin() -> None:
+    edges = quantile_edges([7.0] * 50)
+    np.testing.assert_array_equal(edges, [np.nextafter(7.0, -np.inf), 7.0])
+    np.testing.assert_array_equal(bin_counts(edges, [7.0] * 50), [0, 50, 0])
+    np.testing.assert_array_equal(bin_counts(edges, [6.0, 7.0, 8.0]), [1, 1, 1])
+
+
+def test_ties_on_an_edge_belong_to_the_bucket_below() -> None:
+    values = [1.0] * 6 + [2.0, 3.0, 4.0, 5.0]
+    edges = quantile_edges(values, 4)
+    assert 1.0 in edges
+    assert bin_counts(edges, values)[bin_index(edges, [1.0])[0]] == 6
+
+
+@pytest.mark.parametrize("values", [[], [1.0, float("nan")], [float("inf")]], ids=["empty", "nan", "inf"])
+def test_quantile_edges_refuse_unusable_training_values(values: list[float]) -> None:
+    with pytest.raises(ValueError):
+        quantile_edges(values)

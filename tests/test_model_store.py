@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,12 @@ import train
 from service.bundle import sha256_file
 from tests.processes import serve_api, until, wait_for
 from tests.test_api import VALID
+
+
+def publish_current(store: Path, version: str) -> None:
+    """Replace CURRENT atomically, as train.py does: the reloader never reads half a file."""
+    (store / "CURRENT.tmp").write_text(version + "\n")
+    os.replace(store / "CURRENT.tmp", store / "CURRENT")
 
 
 def copy_store(model_store: Path, tmp_path: Path) -> Path:
@@ -129,12 +136,12 @@ def test_after_a_broken_version_the_next_good_one_is_loaded(model_store: Path, t
             shutil.copytree(store / "v-test", store / version)
             edit_bundle(lambda m, v=version: m.__setitem__("version", v))(store / version / "bundle.json")
         replace_model_with_a_dict(store / "v-broken" / "model.joblib")
-        (store / "CURRENT").write_text("v-broken\n")
+        publish_current(store, "v-broken")
         log = tmp_path / "api.log"
         until(lambda: "warm-up" in log.read_text(), 30, "the failed load of v-broken")
         assert httpx.post(f"{url}/predict", json=VALID).json()["model_version"] == "v-test"
         assert 'model_version="v-test"' in httpx.get(f"{url}/metrics").text.split("# TYPE model_info gauge")[1]
-        (store / "CURRENT").write_text("v-good\n")
+        publish_current(store, "v-good")
         until(lambda: httpx.post(f"{url}/predict", json=VALID).json()["model_version"] == "v-good", 30, "v-good")
 
 
@@ -147,12 +154,9 @@ def test_a_tampered_new_version_keeps_the_old_one_serving(model_store: Path, tmp
         bundle = json.loads((store / "v-bad" / "bundle.json").read_text())
         (store / "v-bad" / "bundle.json").write_text(json.dumps({**bundle, "version": "v-bad"}))
         tamper(store / "v-bad" / "model.joblib")
-        (store / "CURRENT").write_text("v-bad\n")
+        publish_current(store, "v-bad")
         log = tmp_path / "api.log"
-        for _ in range(100):
-            if "v-bad" in log.read_text():
-                break
-            httpx.get(f"{url}/health/live")
+        until(lambda: "v-bad" in log.read_text(), 30, "the attempt to load v-bad")
         assert "does not match" in log.read_text()
         assert httpx.get(f"{url}/health/ready").status_code == 200
         assert httpx.post(f"{url}/predict", json=VALID).json()["model_version"] == "v-test"

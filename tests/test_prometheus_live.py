@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -50,6 +51,14 @@ class LiveStack:
 
     def alerts(self) -> list[dict]:
         return httpx.get(f"{self.prometheus_url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+
+    def rules_evaluated_after(self, moment: float) -> None:
+        """Wait until Prometheus evaluated the drift rules on data scraped after ``moment``."""
+        def evaluated() -> bool:
+            groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+            last = next(g["lastEvaluation"] for g in groups if g["name"] == "drift")
+            return datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() > moment + SCRAPE_SECONDS
+        until(evaluated, 30, "an evaluation of the drift rules")
 
     def drift(self) -> dict:
         return httpx.get(f"{self.worker_url}/drift", timeout=10).json()
@@ -103,6 +112,8 @@ def live(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with apis[0], apis[1], worker, prometheus:
         stack = LiveStack(prometheus_url, f"http://127.0.0.1:{worker_port}",
                           [f"http://127.0.0.1:{p}" for p in api_ports])
+        until(lambda: len(stack.query('up{job="api"} == 1')) == 2, 30, "both API replicas scraped")
+        stack.both_scraped_at = time.time()
         yield stack
 
 
@@ -115,7 +126,6 @@ def test_every_target_is_up(live: LiveStack) -> None:
             jobs[target["labels"]["job"]] = jobs.get(target["labels"]["job"], 0) + 1
         return jobs if len(healthy) == len(targets) == 4 else None
     assert until(all_up, 30, "every target up") == {"api": 2, "drift-worker": 1, "prometheus": 1}
-    live.both_scraped_at = time.time()
 
 
 def increase_bounds_kl(per_replica: list[np.ndarray], reference: np.ndarray, max_factor: float) -> tuple[float, float]:
@@ -155,7 +165,7 @@ def test_normal_traffic_split_over_two_replicas(live: LiveStack, model_store: Pa
         assert low - 1e-12 <= version["features"][feature]["kl"] <= high + 1e-12, (feature, union, low, high)
         assert low - 1e-12 <= union <= high + 1e-12
 
-    time.sleep(4)  # two `for:` durations: a pending alert would have fired by now
+    live.rules_evaluated_after(evaluation["evaluated_at"] + SCRAPE_SECONDS)
     assert not [a for a in live.alerts() if a["labels"]["alertname"] in DRIFT_ALERTS]
 
 

@@ -50,12 +50,18 @@ def test_replay_of_held_out_rows(api_url: str, model_store: Path, housing) -> No
     assert delta("model_prediction_value_count", model_version="v-test") == ROWS
 
 
-def test_duration_cycles_the_rows_at_the_given_rate(api_url: str, holdout_replay) -> None:
+def test_more_rows_than_given_cycle_through_them(api_url: str, holdout_replay) -> None:
+    plan = holdout_replay("normal", 10)
+    summary = asyncio.run(simulate.replay(api_url, plan.features, rows=25, batch_size=4, concurrency=3))
+    assert (summary.rows_sent, summary.requests, summary.ok) == (25, 7, 7)
+    assert not np.isnan(summary.predictions).any()
+
+
+def test_rate_and_duration_cap_the_rows_sent(api_url: str, holdout_replay) -> None:
     plan = holdout_replay("normal", 10)
     summary = asyncio.run(simulate.replay(api_url, plan.features, rate=40.0, duration=1.5, concurrency=4))
-    assert 10 < summary.rows_sent <= 61  # more than the 10 rows given, at most rate x duration + 1
+    assert 0 < summary.rows_sent <= 61  # rows are scheduled at 1/40 s apart and none after 1.5 s
     assert summary.ok == summary.requests
-    assert not np.isnan(summary.predictions).any()
 
 
 def test_scenarios_shift_only_what_they_say(holdout_replay) -> None:
