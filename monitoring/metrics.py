@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from monitoring.evaluation import Evaluation
+from monitoring.evaluation import Evaluation, SeriesDrift
 
 OUTCOMES = ("ok", "insufficient_data", "error")
 FEATURE_GAUGES = {
@@ -26,6 +26,15 @@ PREDICTION_GAUGES = {
 }
 
 
+def _add_bin_proportions(family: GaugeMetricFamily, feature: str, version: str, series: SeriesDrift) -> None:
+    """One sample per bin and distribution; ``bin`` (zero-padded) orders the bins, ``le`` names them."""
+    bounds = [repr(float(e)) for e in series.edges] + ["+Inf"]
+    for distribution, shares in (("live", series.comparison.live_proportions),
+                                 ("reference", series.comparison.reference_proportions)):
+        for i, (le, share) in enumerate(zip(bounds, shares)):
+            family.add_metric([feature, version, f"{i:02d}", le, distribution], float(share))
+
+
 class DriftCollector(Collector):
     def __init__(self) -> None:
         self.latest: Evaluation | None = None
@@ -38,15 +47,20 @@ class DriftCollector(Collector):
                     for name, (_, doc) in FEATURE_GAUGES.items()}
         predictions = {name: GaugeMetricFamily(name, doc, labels=["model_version"])
                        for name, (_, doc) in PREDICTION_GAUGES.items()}
+        bins = GaugeMetricFamily(
+            "drift_bin_proportion", "Smoothed share of each reference bin, live and in training (per feature)",
+            labels=["feature", "model_version", "bin", "le", "distribution"])
         for drift in versions:
             samples.add_metric([drift.model_version], drift.window_samples)
             for feature, series in drift.features.items():
                 for name, (field, _) in FEATURE_GAUGES.items():
                     features[name].add_metric([feature, drift.model_version], getattr(series.comparison, field))
+                _add_bin_proportions(bins, feature, drift.model_version, series)
             if drift.prediction is not None:
                 for name, (field, _) in PREDICTION_GAUGES.items():
                     predictions[name].add_metric([drift.model_version], getattr(drift.prediction.comparison, field))
         yield samples
+        yield bins
         yield from features.values()
         yield from predictions.values()
 

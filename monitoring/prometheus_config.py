@@ -30,14 +30,20 @@ def write_local_config(out_dir: Path, targets: dict[str, list[str]], *, scrape_i
     if scrape_interval:
         config["global"].update(scrape_interval=scrape_interval, scrape_timeout=scrape_interval,
                                 evaluation_interval=scrape_interval)
+    config["rule_files"] = [RULES_FILE]
+    write_rules(out_dir, alert_for=alert_for)
+    (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    return out_dir / CONFIG_FILE
+
+
+def write_rules(out_dir: Path, *, alert_for: str | None = None) -> Path:
+    """Write the shipped ``alerts.yml`` into ``out_dir``, every ``for:`` set to ``alert_for`` if given."""
     rules = yaml.safe_load((SHIPPED / RULES_FILE).read_text())
     if alert_for:
         for group in rules["groups"]:
             for rule in group["rules"]:
                 if "for" in rule:
                     rule["for"] = alert_for
-    config["rule_files"] = [RULES_FILE]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RULES_FILE).write_text(yaml.safe_dump(rules, sort_keys=False))
-    (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
-    return out_dir / CONFIG_FILE
+    return out_dir / RULES_FILE

@@ -44,7 +44,7 @@ SYNTHETIC_SERIES = frozenset({
 
 # Panels whose query legitimately returns no series on a healthy stack (nothing firing or drifting).
 EMPTY_WHEN_HEALTHY = frozenset({
-    ("housing-drift", "Firing drift alerts"),
+    ("housing-drift", "Active drift alerts"),
     ("housing-drift", "Features drifting now"),
 })
 

@@ -8,10 +8,13 @@ from prometheus_client.parser import text_string_to_metric_families
 Samples = dict[tuple[str, frozenset], float]
 
 
-def scrape(base_url: str) -> Samples:
-    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+def parse(text: str) -> Samples:
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def scrape(base_url: str) -> Samples:
+    return parse(httpx.get(f"{base_url}/metrics", timeout=10).text)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.decision import DriftRule
 from monitoring.evaluation import SOURCE, ReferenceStore, evaluate
@@ -14,7 +14,7 @@ from monitoring.metrics import WorkerMetrics
 from monitoring.settings import WorkerSettings
 from monitoring.sources import PREDICTION, Histogram, WindowCounts
 from monitoring.worker import DriftWorker
-from tests.metrics_text import Samples, series, value
+from tests.metrics_text import Samples, parse, series, value
 
 
 def training_counts(references: ReferenceStore, version: str) -> dict[str, Histogram]:
@@ -30,9 +30,7 @@ def rows_in_one_bin(references: ReferenceStore, version: str, rows: int) -> dict
 
 
 def samples(metrics: WorkerMetrics) -> Samples:
-    text = generate_latest(metrics.registry).decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return parse(generate_latest(metrics.registry).decode())
 
 
 def test_a_version_without_a_bundle_does_not_hide_the_others(model_store: Path) -> None:
@@ -91,3 +89,23 @@ def test_an_unexpected_exception_is_an_error_evaluation_not_a_dead_loop(model_st
     assert worker.consecutive_errors == 3
     assert worker.next_delay() == 120.0  # 30 s doubled twice, capped at the 120 s maximum backoff
     assert value(samples(worker.metrics), "drift_evaluations_total", outcome="error") == 3
+
+
+def test_bin_proportions_are_exported_for_the_dashboard(model_store: Path) -> None:
+    references = ReferenceStore(model_store)
+    live = training_counts(references, "v-test")
+    live["MedInc"] = Histogram(live["MedInc"].edges, np.roll(live["MedInc"].counts, 1))
+    result = evaluate(WindowCounts({"v-test": live}), references, DriftRule(), 0.5)
+    metrics = WorkerMetrics()
+    metrics.record(result, 0.01)
+    exported = samples(metrics)
+    medinc = result.versions["v-test"].features["MedInc"]
+    for distribution, expected in (("live", medinc.comparison.live_proportions),
+                                   ("reference", medinc.comparison.reference_proportions)):
+        shares = series(exported, "drift_bin_proportion", feature="MedInc", distribution=distribution)
+        by_bin = [value for _, value in sorted((dict(labels)["bin"], value) for labels, value in shares.items())]
+        np.testing.assert_allclose(by_bin, expected, rtol=1e-12)
+        assert sum(by_bin) == pytest.approx(1.0)
+    le = {dict(labels)["le"] for labels in series(exported, "drift_bin_proportion", feature="MedInc",
+                                                   distribution="live")}
+    assert le == {repr(float(e)) for e in medinc.edges} | {"+Inf"}

@@ -389,8 +389,13 @@ def test_promtool_check_fails_on_a_broken_expression(tmp_path):
     assert "dashboard:query_0" in result.stdout + result.stderr or "parse error" in result.stdout + result.stderr
 
 
+# Added beyond docs/architecture.md (README, "Metrics"): the worker's per-bin shares, so the Drift
+# dashboard can draw a feature's live distribution against its training reference.
+EXTENSION_METRICS = {"drift_bin_proportion": False}
+
+
 def test_dashboards_read_only_metrics_of_the_interface_contract():
-    families = contract_metrics()
+    families = {**contract_metrics(), **EXTENSION_METRICS}
     exported = set(families) | {f"{name}_{suffix}" for name, histogram in families.items() if histogram
                                 for suffix in ("bucket", "count", "sum")}
     read = {name for _, _, expr in dashboard_queries() for name in metric_names(expr)}
@@ -446,12 +451,16 @@ def test_drift_panels_use_the_drift_rule_numbers(dashboards):
     assert [s["value"] for s in window["thresholds"]["steps"]] == [None, rule.min_samples]
 
 
-def test_drift_dashboard_puts_firing_alerts_first(dashboards):
+def test_drift_dashboard_puts_active_drift_alerts_first(dashboards):
     drift = dashboards["drift.json"]
     first = min(visual_panels(drift), key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
-    assert first["title"] == "Firing drift alerts"
-    assert 'alertstate="firing"' in first["targets"][0]["expr"]
-    assert first["targets"][0]["expr"].startswith("ALERTS{")
+    assert first["title"] == "Active drift alerts"
+    expr = first["targets"][0]["expr"]
+    assert expr.startswith("ALERTS{") and 'alertstate=~"firing|pending"' in expr
+    shown = set(re.search(r'alertname=~"([^"]+)"', expr).group(1).split("|"))
+    alerts = {rule.get("alert") for group in yaml.safe_load((REPO / "prometheus" / "alerts.yml").read_text())["groups"]
+              for rule in group["rules"]}
+    assert shown == {"FeatureDrift", "FeatureDriftSevere", "PredictionDrift"} and shown <= alerts
 
 
 def test_distribution_panels_deaccumulate_the_buckets(dashboards):
